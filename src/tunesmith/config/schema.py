@@ -58,6 +58,13 @@ class TrainConfig(Section):
     log_every: PositiveInt = Field(10, description="optimizer steps between history records")
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps between mid-epoch checkpoints; 0 = per epoch only")
     keep_checkpoints: PositiveInt = Field(2, description="most recent checkpoints kept on disk")
+    monitor_every: PositiveInt = Field(
+        50, description="optimizer steps between per-layer gradient norms and update/weight ratios"
+    )
+    nan_policy: Literal["stop", "skip", "rollback"] = Field(
+        "rollback", description="on a NaN/Inf loss: stop, skip the batch, or restore the last good state with half the lr"
+    )
+    max_rollbacks: PositiveInt = 3
 
 
 class EvalConfig(Section):
@@ -79,6 +86,16 @@ class OutputConfig(Section):
         return value
 
 
+class AuditConfig(Section):
+    """The data doctor (tunesmith.audit): which findings stop a run, and the checks' settings."""
+
+    gate: Literal["off", "warn", "error"] = Field(
+        "warn", description="off: skip the audit; warn: report findings; error: stop the run on error findings"
+    )
+    near_duplicate_threshold: float = Field(0.8, gt=0.0, le=1.0, description="MinHash Jaccard similarity")
+    label_errors: bool = Field(True, description="run the confident-learning check (needs the embedded encoder)")
+
+
 class Recipe(Section):
     task: Literal["text-classification"] = "text-classification"
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -87,6 +104,10 @@ class Recipe(Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
+    report_to: list[Literal["jsonl", "tensorboard", "mlflow"]] = Field(
+        default_factory=lambda: ["jsonl"], description="trackers; jsonl (history.jsonl) is always written"
+    )
 
     @model_validator(mode="before")
     @classmethod
