@@ -1,0 +1,179 @@
+"""The command line: `tunesmith run | demo | config show | predict | data export-demo | ...`.
+
+Bad input never ends in a traceback: every command turns `UserError` into one line on stderr, exit 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from tunesmith.errors import UserError
+
+F = TypeVar("F", bound=Callable[..., Any])
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="tunesmith: fine-tune pre-trained models, with a doctor that explains every problem and its fix.",
+)
+config_app = typer.Typer(no_args_is_help=True, help="Inspect recipes.")
+data_app = typer.Typer(no_args_is_help=True, help="Data helpers.")
+app.add_typer(config_app, name="config")
+app.add_typer(data_app, name="data")
+
+
+def user_errors(fn: F) -> F:
+    """Print UserError as `error: ...` (one line per problem) and exit 2; Ctrl-C exits 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            for line in str(exc).splitlines():
+                err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=UserError.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted; continue with `tunesmith run RECIPE --resume`.")
+            raise typer.Exit(code=130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
+        force=True,
+    )
+    for noisy in ("accelerate", "transformers", "torch", "urllib3", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+RecipeArg = typer.Argument(..., help="recipe YAML file", show_default=False)
+OverridesArg = typer.Argument(None, help="dotted overrides, e.g. train.lr=1e-4 train.epochs=5")
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    recipe: Path = RecipeArg,
+    overrides: list[str] = OverridesArg,
+    resume: bool = typer.Option(False, "--resume", help="continue the run from its latest checkpoint"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in the output directory"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Fine-tune a model as the recipe says; write runs/<name>/."""
+    from tunesmith.config.loader import load_recipe
+
+    setup_logging(quiet)
+    _run_and_summarise(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite, quiet=quiet)
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    overrides: list[str] = OverridesArg,
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Fine-tune the packaged MiniLM on the packaged drug-review data (the embedded default)."""
+    from tunesmith.config.loader import apply_overrides, recipe_from_dict
+    from tunesmith.demo import DEMO_RECIPE
+
+    setup_logging(quiet)
+    recipe = recipe_from_dict(apply_overrides(DEMO_RECIPE, overrides or []), "demo recipe")
+    _run_and_summarise(recipe, resume=False, overwrite=True, quiet=quiet)
+
+
+def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: bool) -> None:
+    from tunesmith.run import run
+
+    result = run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
+    m = result.metrics
+    table = Table(title=f"{recipe.output.name}: best epoch {m['best_epoch']} of {m['epochs_run']}")
+    for column in ("split", "accuracy", "macro-F1", "weighted-F1", "loss"):
+        table.add_column(column)
+    for split in ("validation", "test"):
+        if m.get(split):
+            s = m[split]
+            table.add_row(split, f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}", f"{s['weighted_f1']:.4f}", f"{s['loss']:.4f}")
+    console.print(table)
+    console.print(f"trainable parameters: {m['trainable_params']:,} of {m['total_params']:,} ({m['trainable_pct']:.2f}%)")
+    if m.get("stop_reason"):
+        console.print(f"stopped: {m['stop_reason']}")
+    for finding in result.findings:
+        if finding.severity != "info":
+            console.print(f"[{finding.severity}] {finding.title} -> {finding.recommendation}", markup=False)
+    console.print(f"outputs: {result.run_dir}")
+    report = result.run_dir / "report.html"
+    if report.exists():
+        console.print(f"report:  {report}")
+
+
+@config_app.command("show")
+@user_errors
+def config_show(recipe: Path = RecipeArg, overrides: list[str] = OverridesArg) -> None:
+    """Print the resolved recipe with every default filled in."""
+    from tunesmith.config.loader import load_recipe, recipe_to_yaml
+
+    sys.stdout.write(recipe_to_yaml(load_recipe(recipe, overrides or [])))
+
+
+@data_app.command("export-demo")
+@user_errors
+def export_demo(out_dir: Path = typer.Argument(Path("data"), help="where to write train.tsv and test.tsv")) -> None:
+    """Write the packaged drug-review data as TSV files (for examples/minimal.yaml)."""
+    from tunesmith.data.demo import export_demo_data
+
+    for name, path in export_demo_data(out_dir).items():
+        console.print(f"{name}: {path}")
+
+
+@app.command("predict")
+@user_errors
+def predict_command(
+    run_dir: Path = typer.Argument(..., help="a finished run directory (or a model directory)"),
+    texts: list[str] = typer.Argument(None, help="texts to classify"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="a file with one text per line"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+) -> None:
+    """Print the predicted label and the probabilities of every label."""
+    import json
+
+    from tunesmith.predict import predict, read_texts_file
+
+    items = list(texts or []) + (read_texts_file(file) if file else [])
+    results = predict(run_dir, items)
+    if as_json:
+        for result in results:
+            sys.stdout.write(json.dumps(result) + "\n")
+        return
+    table = Table()
+    for column in ("text", "label", "probabilities"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        probs = "  ".join(f"{label} {p:.3f}" for label, p in r["probs"].items())
+        table.add_row(r["text"][:80], r["label"], probs)
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

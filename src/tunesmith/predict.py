@@ -1,0 +1,67 @@
+"""Predict with a finished run's model: labels with probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AutoModelForSequenceClassification
+
+from tunesmith.errors import UserError
+from tunesmith.models.loader import load_tokenizer
+
+
+def find_model_dir(path: Path) -> Path:
+    """Accept a run directory (uses its model/) or a model directory itself."""
+    for candidate in (path / "model", path):
+        if (candidate / "config.json").is_file() and any(candidate.glob("*.safetensors")):
+            return candidate
+    raise UserError(f"{path}: no trained model here (expected {path}/model with config.json and safetensors); "
+                    "pass the run directory of a finished `tunesmith run`.")
+
+
+def read_texts_file(path: Path) -> list[str]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"--file {path}: cannot read it ({exc.strerror}); check the path.") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(f"--file {path}: line {line} is not UTF-8 (byte {exc.start}); re-save it as UTF-8.") from exc
+    texts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not texts:
+        raise UserError(f"--file {path}: no text in it; put one text per line.")
+    return texts
+
+
+def max_length_of(run_dir: Path, default: int = 512) -> int:
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        return int((yaml.safe_load(config.read_text()) or {}).get("model", {}).get("max_length", default))
+    return default
+
+
+@torch.inference_mode()
+def predict(path: Path, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
+    """Return, per text, the predicted label and every label's probability (highest first)."""
+    if not texts:
+        raise UserError("predict: no texts given; pass texts as arguments or --file F (one text per line).")
+    model_dir = find_model_dir(path)
+    tokenizer = load_tokenizer(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+    model.eval()
+    id2label = model.config.id2label
+    max_length = max_length_of(path)
+    results: list[dict[str, Any]] = []
+    for start in range(0, len(texts), batch_size):
+        chunk = texts[start : start + batch_size]
+        batch = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        probs = torch.softmax(model(**batch).logits.float(), dim=-1)
+        for text, row in zip(chunk, probs.tolist(), strict=True):
+            ranked = sorted(((id2label[i], p) for i, p in enumerate(row)), key=lambda item: -item[1])
+            results.append({"text": text, "label": ranked[0][0], "probs": dict(ranked)})
+    return results

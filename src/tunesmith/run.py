@@ -1,0 +1,176 @@
+"""One run, stage by stage. This is the only module that knows the order of the stages.
+
+Everything that can be wrong with the input is checked before the run directory is created, so bad input
+never leaves a half-made run behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
+from accelerate.utils import set_seed
+
+from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
+from tunesmith.config.schema import Recipe
+from tunesmith.data.batching import collate, tokenize_texts
+from tunesmith.data.prepare import prepare_data
+from tunesmith.data.types import DataBundle, Split
+from tunesmith.errors import UserError
+from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
+from tunesmith.evaluation.metrics import classification_metrics
+from tunesmith.findings import Finding
+from tunesmith.models.loader import count_parameters, load_classifier
+from tunesmith.outputs import check_run_dir, resolve_run_dir, save_model, write_json, write_predictions
+from tunesmith.strategies.registry import get_strategy
+from tunesmith.training import checkpoint as ckpt
+from tunesmith.training.callbacks.base import Callback
+from tunesmith.training.callbacks.early_stopping import EarlyStopping
+from tunesmith.training.loop import TrainOutcome, train
+from tunesmith.training.optim import make_optimizer, make_scheduler
+from tunesmith.training.precision import accelerate_mixed_precision, resolve_precision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    outcome: TrainOutcome | None
+    findings: list[Finding] = field(default_factory=list)
+
+
+def make_accelerator(precision: str) -> Accelerator:
+    # Accelerate keeps process-wide state; a fresh run in the same process (tests, tune, compare) may use
+    # another precision, so reset it unless we are one of several launched processes.
+    state = AcceleratorState._shared_state
+    if state and state.get("_num_processes", 1) <= 1:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    return Accelerator(mixed_precision=accelerate_mixed_precision(precision))
+
+
+def encode(split: Split, tokenizer: Any, max_length: int) -> Encoded:
+    return Encoded(tokenize_texts(split.texts, tokenizer, max_length), list(split.labels))
+
+
+def make_collate(tokenizer: Any) -> Collate:
+    with_types = "token_type_ids" in tokenizer.model_input_names
+    return partial(collate, pad_id=tokenizer.pad_token_id or 0, with_token_type_ids=with_types)
+
+
+def _check_resume_recipe(run_dir: Path, recipe: Recipe) -> None:
+    import yaml
+
+    saved = recipe_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
+    old, new = saved.model_dump(mode="json"), recipe.model_dump(mode="json")
+    changed = [k for k in new if old.get(k) != new.get(k)]
+    if changed:
+        raise UserError(
+            f"--resume: the recipe differs from {run_dir}/config.yaml in {', '.join(changed)}; "
+            "resume with the original recipe, or start a new run (--overwrite or a new output.name)."
+        )
+
+
+def run(
+    recipe: Recipe,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    extra_callbacks: list[Callback] | None = None,
+) -> RunResult:
+    # ---- validate everything up front: nothing touches the disk until this passes ----
+    run_dir = resolve_run_dir(recipe.output)
+    check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_resume_recipe(run_dir, recipe)
+    precision = resolve_precision(recipe.train.precision)
+    strategy = get_strategy(recipe.strategy)
+    _tables, bundle = prepare_data(recipe.data)
+    set_seed(recipe.train.seed)
+    model, tokenizer, model_dir = load_classifier(recipe.model.name, bundle.labels, seed=recipe.train.seed)
+
+    # ---- the run directory ----
+    if overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resume_from = ckpt.latest_checkpoint(run_dir) if resume else None
+    ckpt.remove_temporary(run_dir)
+    if resume_from is None:  # a fresh start (also a resume killed before its first checkpoint)
+        (run_dir / "history.jsonl").unlink(missing_ok=True)
+    (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
+
+    # ---- model, strategy, optimizer ----
+    model = strategy.prepare(model)
+    trainable, total = count_parameters(model)
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    accelerator = make_accelerator(precision)
+    log.info("precision: %s on %s", precision, accelerator.device)
+    train_data = encode(bundle.train, tokenizer, recipe.model.max_length)
+    val_data = encode(bundle.validation, tokenizer, recipe.model.max_length)
+    collate_fn = make_collate(tokenizer)
+    optimizer = make_optimizer(strategy.param_groups(model, recipe.train), recipe.train)
+    steps_per_epoch = _steps_per_epoch(len(train_data), recipe, accelerator.num_processes)
+    scheduler = make_scheduler(optimizer, recipe.train, steps_per_epoch * recipe.train.epochs)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    callbacks: list[Callback] = []
+    if recipe.train.early_stopping.patience:
+        es = recipe.train.early_stopping
+        callbacks.append(EarlyStopping(recipe.eval.metric, es.patience, es.min_delta))
+    callbacks += strategy.callbacks() + list(extra_callbacks or [])
+
+    # ---- training ----
+    outcome = train(
+        recipe, model, optimizer, scheduler, train_data, val_data, labels=bundle.labels, collate=collate_fn,
+        accelerator=accelerator, run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
+    )  # fmt: skip
+
+    # ---- evaluation of the best weights, outputs ----
+    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    metrics: dict[str, Any] = {
+        "labels": bundle.labels, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+        "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
+        "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
+        "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
+        "data": {"train": len(bundle.train), "validation": len(bundle.validation),
+                 "test": len(bundle.test) if bundle.test else None, **bundle.notes},
+    }  # fmt: skip
+    if accelerator.is_main_process:
+        encoded = {"validation": val_data}
+        if bundle.test is not None:
+            encoded["test"] = encode(bundle.test, tokenizer, recipe.model.max_length)
+        with accelerator.autocast():  # the precision validation ran in during training
+            for name, split in (("validation", bundle.validation), ("test", bundle.test)):
+                metrics[name] = _evaluate_split(unwrapped, split, encoded.get(name), bundle, recipe, collate_fn, run_dir)
+        write_json(run_dir / "metrics.json", metrics)
+        save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
+    accelerator.wait_for_everyone()
+    return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome)
+
+
+def _steps_per_epoch(n: int, recipe: Recipe, processes: int) -> int:
+    from tunesmith.data.batching import LengthBucketBatcher
+
+    batches = len(LengthBucketBatcher([1] * n, recipe.train.batch_size, seed=recipe.train.seed).batches(0))
+    return -(-batches // (recipe.train.grad_accum * processes))
+
+
+def _evaluate_split(
+    model: torch.nn.Module, split: Split | None, data: Encoded | None, bundle: DataBundle, recipe: Recipe,
+    collate_fn: Collate, run_dir: Path,
+) -> dict[str, Any] | None:  # fmt: skip
+    if split is None or data is None:
+        return None
+    device = next(model.parameters()).device
+    probs, losses = predict_probs(model, data, batch_size=recipe.eval.batch_size, collate=collate_fn, device=device)
+    write_predictions(run_dir / "predictions" / f"{split.name}.jsonl", split, probs, bundle.labels)
+    return classification_metrics(data.labels, probs.argmax(-1).tolist(), bundle.labels, loss=float(losses.mean()))

@@ -1,0 +1,47 @@
+"""What a fine-tuning strategy decides: which weights train, at which learning rates, with which callbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from tunesmith.config.schema import StrategyConfig, TrainConfig
+from tunesmith.training.callbacks.base import Callback
+
+NO_DECAY_HINTS = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight", "ln_")
+
+
+def decay_split(
+    named: list[tuple[str, torch.nn.Parameter]], lr: float, weight_decay: float
+) -> list[dict[str, Any]]:
+    """Two AdamW groups: weight decay on matrices, none on biases and norms (standard BERT practice)."""
+    decay = [p for n, p in named if p.requires_grad and not any(h in n for h in NO_DECAY_HINTS)]
+    no_decay = [p for n, p in named if p.requires_grad and any(h in n for h in NO_DECAY_HINTS)]
+    groups = [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "lr": lr, "weight_decay": 0.0},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+class Strategy:
+    """Base strategy: train every weight. Subclasses override the three hooks."""
+
+    name = "full"
+    description = "every weight trains"
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        self.cfg = cfg
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Freeze / wrap the model; may return a new module (e.g. a PEFT wrapper)."""
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+
+    def param_groups(self, model: torch.nn.Module, train: TrainConfig) -> list[dict[str, Any]]:
+        return decay_split(list(model.named_parameters()), train.lr, train.weight_decay)
+
+    def callbacks(self) -> list[Callback]:
+        return []

@@ -1,0 +1,24 @@
+"""Tiny randomly initialised models for fast tests and examples: real architecture, milliseconds to load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel
+
+from tunesmith.models.loader import load_tokenizer
+from tunesmith.models.registry import resolve_model_dir
+
+
+def make_tiny_bert(out_dir: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0) -> Path:
+    """Save a random BERT (with the packaged MiniLM tokenizer) as a local Hugging Face model directory."""
+    tokenizer = load_tokenizer(resolve_model_dir("minilm"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=hidden * 2, max_position_embeddings=512,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir

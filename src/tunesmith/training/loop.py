@@ -1,0 +1,352 @@
+"""The training loop, top to bottom in one file, on Hugging Face Accelerate.
+
+Per epoch: regenerate the epoch's length-bucketed batch order from (seed, epoch), skip the batches a
+resumed run already did, and for each optimizer step run forward/backward (with accumulation), clip,
+step, schedule, log and maybe checkpoint. At the end of an epoch: evaluate, record, let callbacks speak
+(early stopping), remember the best weights, checkpoint. At the end: restore the best epoch's weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+
+from tunesmith.config.schema import Recipe
+from tunesmith.data.batching import LengthBucketBatcher
+from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
+from tunesmith.evaluation.metrics import classification_metrics
+from tunesmith.training import checkpoint as ckpt
+from tunesmith.training.callbacks.base import Callback, TrainContext
+from tunesmith.training.optim import scale_learning_rate
+from tunesmith.training.progress import TrainProgress
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainOutcome:
+    best_epoch: int | None
+    best_metric: float | None
+    epochs_run: int
+    steps: int
+    stop_reason: str | None
+    train_time_s: float
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+class History:
+    """Appends records to history.jsonl (main process only); its byte size is saved in checkpoints."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path, self.enabled = path, enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def size(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def truncate(self, size: int) -> None:
+        if self.enabled and self.path.exists():
+            with open(self.path, "r+") as handle:
+                handle.truncate(size)
+
+
+def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
+    """Inverse-frequency ("balanced") weights: n / (k * count_c)."""
+    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
+    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def peak_memory_mb() -> float:
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = optimizer.state_dict()
+    return {
+        "state": {k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()} for k, s in state["state"].items()},
+        "param_groups": [dict(g) for g in state["param_groups"]],
+    }
+
+
+def train(
+    recipe: Recipe,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    train_data: Encoded,
+    val_data: Encoded,
+    *,
+    labels: list[str],
+    collate: Collate,
+    accelerator: Accelerator,
+    run_dir: Path,
+    callbacks: list[Callback],
+    resume_from: Path | None = None,
+    quiet: bool = False,
+) -> TrainOutcome:
+    cfg = recipe.train
+    main = accelerator.is_main_process
+    history = History(run_dir / "history.jsonl", enabled=main)
+    batcher = LengthBucketBatcher(train_data.lengths, cfg.batch_size, seed=cfg.seed, shuffle=True)
+    micro_per_epoch = len(batcher.batches(0))
+    steps_per_epoch = math.ceil(micro_per_epoch / (cfg.grad_accum * accelerator.num_processes))
+    weights = class_weights(train_data.labels, len(labels)).to(accelerator.device) if cfg.class_weights else None
+    higher_is_better = recipe.eval.metric != "loss"
+    ctx = TrainContext(recipe, model, optimizer, scheduler, accelerator, steps_per_epoch=steps_per_epoch)
+    ctx.extra["run_dir"] = run_dir
+
+    # Resumable state: where we are in the data order, the best epoch so far, the running epoch sums.
+    state: dict[str, Any] = {
+        "epoch": 0, "batches_done": 0, "step": 0, "best_metric": None, "best_epoch": None,
+        "epoch_sums": _empty_sums(), "train_time_s": 0.0, "rollbacks": 0, "history_bytes": 0,
+    }  # fmt: skip
+    best_weights: dict[str, torch.Tensor] | None = None
+    if resume_from is not None:
+        unwrapped = accelerator.unwrap_model(model)
+        state, cb_states, best_weights = ckpt.load_checkpoint(
+            resume_from, model=unwrapped, optimizer=optimizer, scheduler=scheduler
+        )
+        for cb in callbacks:
+            cb.load_state_dict(cb_states.get(cb.name, {}))
+        history.truncate(state["history_bytes"])
+        log.info("resumed from %s (epoch %d, step %d)", resume_from, state["epoch"] + 1, state["step"])
+    ctx.step, ctx.epoch = state["step"], state["epoch"]
+
+    def save(best_is_current: bool) -> None:
+        if not main:
+            return
+        state["history_bytes"] = history.size()
+        ckpt.save_checkpoint(
+            run_dir, state["step"], model=accelerator.unwrap_model(model), optimizer=optimizer,
+            scheduler=scheduler, state=state, callbacks={cb.name: cb.state_dict() for cb in callbacks},
+            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints,
+        )  # fmt: skip
+
+    def event(name: str, message: str, **data: Any) -> None:
+        record = {"kind": "event", "step": state["step"], "event": name, "message": message, **data}
+        history.write(record)
+        events.append(record)
+        log.warning("%s", message) if name.startswith("nan") else log.info("%s", message)
+
+    events: list[dict[str, Any]] = []
+    for cb in callbacks:
+        cb.on_train_start(ctx)
+    model.train()
+    progress = TrainProgress(enabled=main and not quiet, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
+    good_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
+    if cfg.nan_policy == "rollback":
+        good_state = (_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
+    stop_reason: str | None = None
+    with progress:
+        while state["epoch"] < cfg.epochs and stop_reason is None:
+            epoch = state["epoch"]
+            ctx.epoch = epoch
+            order = batcher.batches(epoch)[state["batches_done"] :]
+            loader = accelerator.prepare(
+                DataLoader(list(range(len(train_data))), batch_sampler=order, collate_fn=_batch_collate(train_data, collate))
+            )
+            progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
+            sums = state["epoch_sums"]
+            window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+            epoch_start = time.perf_counter()
+            micro_in_step = 0
+            nan_in_step = False
+            for i, batch in enumerate(loader):
+                last_micro = i == len(loader) - 1
+                labels_t = batch.pop("labels")
+                logits = model(**batch).logits.float()
+                loss = F.cross_entropy(logits, labels_t, weight=weights)
+                finite = bool(torch.isfinite(loss).item())
+                if finite:
+                    accelerator.backward(loss / cfg.grad_accum)
+                    preds = logits.argmax(-1)
+                    sums["loss"] += float(loss.item()) * len(labels_t)
+                    sums["n"] += len(labels_t)
+                    sums["preds"].extend(preds.tolist())
+                    sums["labels"].extend(labels_t.tolist())
+                    tokens = int(batch["attention_mask"].sum().item())
+                    sums["tokens"] += tokens
+                    window_loss += float(loss.item())
+                    window_tokens += tokens
+                else:
+                    nan_in_step = True
+                micro_in_step += 1
+                state["batches_done"] += accelerator.num_processes
+                if micro_in_step < cfg.grad_accum and not last_micro:
+                    continue
+                # ---- one optimizer step ----
+                micro_in_step = 0
+                if nan_in_step:
+                    nan_in_step = False
+                    optimizer.zero_grad(set_to_none=True)
+                    stop_reason, good_state = _handle_nan(
+                        cfg, state, event, model, optimizer, scheduler, good_state, accelerator
+                    )
+                    if stop_reason:
+                        break
+                    continue
+                for cb in callbacks:
+                    cb.on_after_backward(ctx)
+                grad_norm = None
+                if cfg.grad_clip is not None:
+                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"] += 1
+                ctx.step = state["step"]
+                logged = state["step"] % cfg.log_every == 0
+                record: dict[str, Any] = {}
+                if logged:
+                    elapsed = time.perf_counter() - window_start
+                    record = {
+                        "kind": "step", "step": state["step"],
+                        "epoch": round(epoch + state["batches_done"] / max(micro_per_epoch, 1), 4),
+                        "loss": window_loss / max(1, cfg.log_every * cfg.grad_accum),
+                        "lr": float(optimizer.param_groups[0]["lr"]),
+                        "grad_norm": grad_norm, "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                        "time_s": state["train_time_s"] + time.perf_counter() - epoch_start,
+                    }  # fmt: skip
+                for cb in callbacks:
+                    cb.on_step_end(ctx, record)
+                if logged:
+                    history.write(record)
+                    progress.update(record["loss"], record["lr"], record["tokens_per_s"])
+                    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                    if cfg.nan_policy == "rollback":
+                        good_state = (_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
+                progress.advance()
+                if (
+                    cfg.checkpoint_every
+                    and state["step"] % cfg.checkpoint_every == 0
+                    and not last_micro
+                ):
+                    _add_time(state, sums, epoch_start)
+                    epoch_start = time.perf_counter()
+                    save(best_is_current=False)
+            if stop_reason:
+                break
+            # ---- end of epoch: evaluate, record, callbacks, best weights, checkpoint ----
+            _add_time(state, sums, epoch_start)
+            record = _epoch_record(state, sums, labels, epoch)
+            val_metrics, val_losses = _validate(model, val_data, labels, recipe, collate, accelerator)
+            record.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, float)})
+            record["val_loss_se"] = float(np.std(val_losses, ddof=1) / math.sqrt(len(val_losses))) if len(val_losses) > 1 else 0.0
+            record["peak_memory_mb"] = peak_memory_mb()
+            history.write(record)
+            for cb in callbacks:
+                cb.on_epoch_end(ctx, record)
+            value = float(record[f"val_{recipe.eval.metric}"])
+            best = state["best_metric"]
+            if best is None or (value > best if higher_is_better else value < best):
+                state["best_metric"], state["best_epoch"] = value, epoch + 1
+                best_weights = _snapshot(accelerator.unwrap_model(model))
+                event("new_best", f"epoch {epoch + 1}: val_{recipe.eval.metric} {value:.4f} is the best so far",
+                      metric=recipe.eval.metric, value=value)  # fmt: skip
+            progress.end_epoch(record, recipe.eval.metric)
+            state.update(epoch=epoch + 1, batches_done=0, epoch_sums=_empty_sums())
+            stop_reason = ctx.stop_reason
+            if stop_reason:
+                event("early_stop", stop_reason)
+            save(best_is_current=state["best_epoch"] == epoch + 1)
+    for cb in callbacks:
+        cb.on_train_end(ctx)
+    if best_weights is not None:
+        accelerator.unwrap_model(model).load_state_dict(best_weights)
+    return TrainOutcome(
+        best_epoch=state["best_epoch"], best_metric=state["best_metric"], epochs_run=state["epoch"],
+        steps=state["step"], stop_reason=stop_reason, train_time_s=state["train_time_s"], events=events,
+    )  # fmt: skip
+
+
+def _empty_sums() -> dict[str, Any]:
+    return {"loss": 0.0, "n": 0, "preds": [], "labels": [], "tokens": 0, "time_s": 0.0}
+
+
+def _add_time(state: dict[str, Any], sums: dict[str, Any], since: float) -> None:
+    elapsed = time.perf_counter() - since
+    state["train_time_s"] += elapsed
+    sums["time_s"] += elapsed
+
+
+def _batch_collate(data: Encoded, collate: Collate) -> Any:
+    def fn(indices: list[int]) -> dict[str, torch.Tensor]:
+        return collate([data.input_ids[i] for i in indices], [data.labels[i] for i in indices])
+
+    return fn
+
+
+def _epoch_record(state: dict[str, Any], sums: dict[str, Any], labels: list[str], epoch: int) -> dict[str, Any]:
+    """Training metrics of the epoch from the forward passes already made (no extra pass over train)."""
+    train = classification_metrics(sums["labels"], sums["preds"], labels) if sums["n"] else {}
+    return {
+        "kind": "epoch", "step": state["step"], "epoch": epoch + 1,
+        "train_loss": sums["loss"] / max(sums["n"], 1),
+        "train_accuracy": train.get("accuracy"), "train_macro_f1": train.get("macro_f1"),
+        "time_s": state["train_time_s"], "tokens_per_s": sums["tokens"] / max(sums["time_s"], 1e-9),
+    }  # fmt: skip
+
+
+def _validate(
+    model: torch.nn.Module, data: Encoded, labels: list[str], recipe: Recipe, collate: Collate, accelerator: Accelerator
+) -> tuple[dict[str, Any], np.ndarray]:
+    probs, losses = predict_probs(
+        model, data, batch_size=recipe.eval.batch_size, collate=collate, device=accelerator.device
+    )
+    metrics = classification_metrics(data.labels, probs.argmax(-1).tolist(), labels, loss=float(losses.mean()))
+    return metrics, losses
+
+
+def _handle_nan(
+    cfg: Any, state: dict[str, Any], event: Any, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+    scheduler: Any, good_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None, accelerator: Accelerator,
+) -> tuple[str | None, tuple[dict[str, torch.Tensor], dict[str, Any]] | None]:  # fmt: skip
+    """Apply train.nan_policy to a step whose loss was NaN/Inf. Returns (stop_reason, good_state)."""
+    where = f"step {state['step'] + 1} (epoch {state['epoch'] + 1})"
+    if cfg.nan_policy == "stop":
+        reason = f"non-finite loss at {where}; stopped (train.nan_policy=stop)"
+        event("nan_stop", reason)
+        return reason, good_state
+    if cfg.nan_policy == "skip":
+        event("nan_skip", f"non-finite loss at {where}; batch skipped (train.nan_policy=skip)")
+        return None, good_state
+    if state["rollbacks"] >= cfg.max_rollbacks:
+        reason = f"non-finite loss at {where} after {state['rollbacks']} rollbacks (train.max_rollbacks); stopped"
+        event("nan_stop", reason)
+        return reason, good_state
+    state["rollbacks"] += 1
+    if good_state is not None:
+        accelerator.unwrap_model(model).load_state_dict(good_state[0])
+        optimizer.load_state_dict(good_state[1])
+    scale_learning_rate(optimizer, scheduler, 0.5)
+    event(
+        "nan_rollback",
+        f"non-finite loss at {where}; restored the last good weights and halved the learning rate "
+        f"(rollback {state['rollbacks']} of {cfg.max_rollbacks})",
+        lr=float(optimizer.param_groups[0]["lr"]),
+    )
+    return None, good_state
