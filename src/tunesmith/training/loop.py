@@ -180,9 +180,14 @@ def train(
                 labels_t = batch.pop("labels")
                 logits = model(**batch).logits.float()
                 loss = F.cross_entropy(logits, labels_t, weight=weights)
-                finite = bool(torch.isfinite(loss).item())
+                objective = loss
+                for cb in callbacks:
+                    term = cb.extra_loss(ctx, batch)
+                    if term is not None:
+                        objective = objective + term
+                finite = bool(torch.isfinite(objective).item())
                 if finite:
-                    accelerator.backward(loss / cfg.grad_accum)
+                    accelerator.backward(objective / cfg.grad_accum)
                     preds = logits.argmax(-1)
                     sums["loss"] += float(loss.item()) * len(labels_t)
                     sums["n"] += len(labels_t)

@@ -1,6 +1,7 @@
 """Callbacks: small objects the training loop calls at fixed points; each carries its own state_dict.
 
-The loop calls, in order: on_train_start, then per optimizer step on_after_backward (gradients present,
+The loop calls, in order: on_train_start, then per micro-batch extra_loss (terms added to the loss), per
+optimizer step on_after_backward (gradients present,
 before clipping and the optimizer step) and on_step_end, then per epoch on_epoch_end (after evaluation),
 and on_train_end. A callback asks the loop to stop by setting `ctx.stop_reason`.
 """
@@ -37,6 +38,10 @@ class Callback:
     name = "callback"
 
     def on_train_start(self, ctx: TrainContext) -> None: ...
+
+    def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """A term added to each micro-batch's loss (EWC, L2-SP, replay); None adds nothing."""
+        return None
 
     def on_after_backward(self, ctx: TrainContext) -> None: ...
 
