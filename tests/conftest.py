@@ -57,6 +57,6 @@ def recipe_dict(tmp_path: Path, tiny_model: Path, toy_files: dict[str, Path]) ->
         "model": {"name": str(tiny_model), "max_length": 64},
         "data": {"train": str(toy_files["train"]), "test": str(toy_files["test"]), "text": "review",
                  "label": "rating", "group": "condition"},
-        "train": {"epochs": 3, "batch_size": 16, "lr": 1e-3, "precision": "fp32", "log_every": 2},
+        "train": {"epochs": 3, "batch_size": 16, "lr": 3e-3, "precision": "fp32", "log_every": 2},
         "output": {"dir": str(tmp_path / "runs"), "name": "toy"},
     }  # fmt: skip

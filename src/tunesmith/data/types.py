@@ -21,6 +21,12 @@ class Table:
     name: str  # "train" | "validation" | "test"
     path: str  # as the user wrote it
     frame: pd.DataFrame
+    # TEXT / LABEL / GROUP -> the user's column name, so later messages can name the column the user knows.
+    columns: dict[str, str] = field(default_factory=dict)
+
+    def column(self, key: str) -> str:
+        """The user's name for one of TEXT / LABEL / GROUP (the mapped name when unknown)."""
+        return self.columns.get(key, key)
 
 
 @dataclass

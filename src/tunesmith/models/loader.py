@@ -12,6 +12,7 @@ from tunesmith.errors import UserError
 from tunesmith.models.registry import resolve_model_dir
 
 transformers.logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
+transformers.logging.disable_progress_bar()  # per-shard loading bars would drown our own progress
 
 
 def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:

@@ -20,7 +20,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from torch.utils.data import DataLoader
 
 from tunesmith.config.schema import Recipe
 from tunesmith.data.batching import LengthBucketBatcher
@@ -165,10 +164,7 @@ def train(
         while state["epoch"] < cfg.epochs and stop_reason is None:
             epoch = state["epoch"]
             ctx.epoch = epoch
-            order = batcher.batches(epoch)[state["batches_done"] :]
-            loader = accelerator.prepare(
-                DataLoader(list(range(len(train_data))), batch_sampler=order, collate_fn=_batch_collate(train_data, collate))
-            )
+            loader = _epoch_batches(batcher.batches(epoch), state["batches_done"], train_data, collate, accelerator)
             progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
             sums = state["epoch_sums"]
             window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
@@ -298,11 +294,34 @@ def _add_time(state: dict[str, Any], sums: dict[str, Any], since: float) -> None
     sums["time_s"] += elapsed
 
 
-def _batch_collate(data: Encoded, collate: Collate) -> Any:
-    def fn(indices: list[int]) -> dict[str, torch.Tensor]:
-        return collate([data.input_ids[i] for i in indices], [data.labels[i] for i in indices])
+class _EpochBatches:
+    """This process's share of an epoch's batches, from a position on, collated on the way.
 
-    return fn
+    No torch DataLoader here on purpose: creating its iterator draws from the global RNG (for worker
+    seeds), which would shift the dropout masks of a resumed run and break bit-exact resume.
+    """
+
+    def __init__(self, order: list[list[int]], data: Encoded, collate: Collate, accelerator: Accelerator) -> None:
+        self.order, self.data, self.collate, self.device = order, data, collate, accelerator.device
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Any:
+        for indices in self.order:
+            batch = self.collate([self.data.input_ids[i] for i in indices], [self.data.labels[i] for i in indices])
+            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+
+
+def _epoch_batches(
+    order: list[list[int]], done: int, data: Encoded, collate: Collate, accelerator: Accelerator
+) -> _EpochBatches:
+    """Skip the `done` batches already trained on; with several processes, process i takes every n-th
+    batch (the last round is padded with batches from the start so every process steps equally)."""
+    n = accelerator.num_processes
+    if n > 1 and len(order) % n:
+        order = order + order[: n - len(order) % n]
+    return _EpochBatches(order[done + accelerator.process_index :: n], data, collate, accelerator)
 
 
 def _epoch_record(state: dict[str, Any], sums: dict[str, Any], labels: list[str], epoch: int) -> dict[str, Any]:

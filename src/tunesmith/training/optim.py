@@ -21,11 +21,13 @@ def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_s
     warmup = int(train.warmup_ratio * total_steps)
     if train.schedule == "one-cycle":
         # One-cycle (Smith 2018): warm up to each group's lr, anneal by cosine; momentum cycles inversely.
+        # OneCycleLR needs at least one step in each phase; very short runs get a minimal cycle.
+        total_steps = max(total_steps, 3)
         return OneCycleLR(
             optimizer,
             max_lr=[g["lr"] for g in optimizer.param_groups],
             total_steps=total_steps,
-            pct_start=max(train.warmup_ratio, 1.0 / total_steps),
+            pct_start=max(train.warmup_ratio, 2.0 / total_steps),
             anneal_strategy="cos",
         )
 

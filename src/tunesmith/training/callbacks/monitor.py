@@ -78,7 +78,7 @@ class GradientMonitor(Callback):
         self.bind(ctx.model)
 
     def bind(self, model: torch.nn.Module) -> None:
-        """Index the trainable parameters by layer group (called again if the set of trainable weights changes)."""
+        """Index the trainable parameters by layer group; call again when the trainable set changes."""
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._layers = sorted({layer_of(n) for n, _ in named}, key=_layer_sort_key)
         position = {layer: i for i, layer in enumerate(self._layers)}
@@ -100,7 +100,9 @@ class GradientMonitor(Callback):
             return
         # Parameters trainable but unused in this step (e.g. a frozen branch) have no gradient: report 0.
         grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
-        self._grad_norms = _group_norms([torch.linalg.vector_norm(g) for g in grads], self._index, len(self._layers))
+        self._grad_norms = _group_norms(
+            [torch.linalg.vector_norm(g) for g in grads], self._index, len(self._layers)
+        )
         with_grad = {i for i, p in zip(self._positions, self._params, strict=True) if p.grad is not None}
         self._grad_present = [i in with_grad for i in range(len(self._layers))]
         if self._ratio_due(step):
@@ -116,7 +118,10 @@ class GradientMonitor(Callback):
         values = [grad_norms]
         if snapshot is not None:
             with torch.no_grad():
-                deltas = [torch.linalg.vector_norm(p.detach() - s) for p, s in zip(self._params, snapshot, strict=True)]
+                deltas = [
+                    torch.linalg.vector_norm(p.detach() - s)
+                    for p, s in zip(self._params, snapshot, strict=True)
+                ]
                 weights = [torch.linalg.vector_norm(s) for s in snapshot]
             groups = len(self._layers)
             delta = _group_norms(deltas, self._index, groups)
