@@ -7,7 +7,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow lint format bench clean
+.PHONY: setup browser demo test test-slow lint format bench clean
 
 setup: $(STAMP)
 
@@ -32,8 +32,14 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 	$(VENV)/bin/ruff format src tests benchmarks
 
-test: lint
-	$(PY) -m pytest -q -n 2 --dist loadfile
+# The report is tested in a real headless Chromium (Debian's package; Playwright drives it).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+# TUNESMITH_REQUIRE_BROWSER makes the browser test fail, not skip, when Chromium is missing.
+test: lint browser
+	TUNESMITH_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

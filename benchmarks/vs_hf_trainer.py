@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 EPOCHS, BATCH, LR, WD, WARMUP, MAX_LEN, SEED = 3, 16, 5e-5, 0.01, 0.1, 256, 42
@@ -60,7 +59,10 @@ def run_hf(out_dir: str) -> dict[str, Any]:
     import torch
     from sklearn.metrics import f1_score
     from transformers import (
-        AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments,
+        AutoModelForSequenceClassification,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainingArguments,
     )  # fmt: skip
 
     from tunesmith.config.loader import recipe_from_dict
@@ -84,7 +86,10 @@ def run_hf(out_dir: str) -> dict[str, Any]:
         def __getitem__(self, i: int) -> dict[str, Any]:
             return {**{k: v[i] for k, v in self.enc.items()}, "labels": self.labels[i]}
 
-    train, val = Rows(bundle.train.texts, bundle.train.labels), Rows(bundle.validation.texts, bundle.validation.labels)
+    train, val = (
+        Rows(bundle.train.texts, bundle.train.labels),
+        Rows(bundle.validation.texts, bundle.validation.labels),
+    )
     assert bundle.test is not None
     test = Rows(bundle.test.texts, bundle.test.labels)
     torch.manual_seed(SEED)

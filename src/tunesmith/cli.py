@@ -74,7 +74,9 @@ def run_command(
     recipe: Path = RecipeArg,
     overrides: list[str] = OverridesArg,
     resume: bool = typer.Option(False, "--resume", help="continue the run from its latest checkpoint"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in the output directory"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace a run already in the output directory"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Fine-tune a model as the recipe says; write runs/<name>/."""
@@ -110,9 +112,17 @@ def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: boo
     for split in ("validation", "test"):
         if m.get(split):
             s = m[split]
-            table.add_row(split, f"{s['accuracy']:.4f}", f"{s['macro_f1']:.4f}", f"{s['weighted_f1']:.4f}", f"{s['loss']:.4f}")
+            table.add_row(
+                split,
+                f"{s['accuracy']:.4f}",
+                f"{s['macro_f1']:.4f}",
+                f"{s['weighted_f1']:.4f}",
+                f"{s['loss']:.4f}",
+            )
     console.print(table)
-    console.print(f"trainable parameters: {m['trainable_params']:,} of {m['total_params']:,} ({m['trainable_pct']:.2f}%)")
+    console.print(
+        f"trainable parameters: {m['trainable_params']:,} of {m['total_params']:,} ({m['trainable_pct']:.2f}%)"
+    )
     if m.get("stop_reason"):
         console.print(f"stopped: {m['stop_reason']}")
     for finding in result.findings:
@@ -135,7 +145,9 @@ def config_show(recipe: Path = RecipeArg, overrides: list[str] = OverridesArg) -
 
 @data_app.command("export-demo")
 @user_errors
-def export_demo(out_dir: Path = typer.Argument(Path("data"), help="where to write train.tsv and test.tsv")) -> None:
+def export_demo(
+    out_dir: Path = typer.Argument(Path("data"), help="where to write train.tsv and test.tsv"),
+) -> None:
     """Write the packaged drug-review data as TSV files (for examples/minimal.yaml)."""
     from tunesmith.data.demo import export_demo_data
 
@@ -169,6 +181,36 @@ def predict_command(
         probs = "  ".join(f"{label} {p:.3f}" for label, p in r["probs"].items())
         table.add_row(r["text"][:80], r["label"], probs)
     console.print(table)
+
+
+@app.command("strategies")
+@user_errors
+def strategies_command() -> None:
+    """List the fine-tuning strategies (strategy.name), what each trains, its options and a sensible lr."""
+    from tunesmith.strategies.registry import describe_strategies
+
+    for row in describe_strategies():
+        console.print(
+            f"{row['name']:<15} {row['description']}", soft_wrap=True, markup=False, highlight=False
+        )
+        options = f"options: {row['options']}; " if row["options"] else ""
+        console.print(f"{'':<15} {options}suggested train.lr: {row['recommended_lr']}", soft_wrap=True,
+                      markup=False, highlight=False, style="dim")  # fmt: skip
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    run_dir: Path = typer.Argument(..., help="a finished run directory (or its model directory)"),
+    out: Path = typer.Option(..., "--out", "-o", help="an empty or new directory to write the model to"),
+    merge: bool = typer.Option(
+        False, "--merge", help="fold LoRA / IA3 adapters into a plain model (no PEFT needed)"
+    ),
+) -> None:
+    """Write a run's model to a directory: as trained, or merged into a plain Hugging Face model."""
+    from tunesmith.export import export_model
+
+    console.print(f"model: {export_model(run_dir, out, merge=merge)}")
 
 
 def main() -> None:

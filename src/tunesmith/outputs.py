@@ -16,6 +16,7 @@ from tunesmith.config.schema import OutputConfig, Recipe
 from tunesmith.data.types import Split
 from tunesmith.errors import UserError
 from tunesmith.evaluation.metrics import headline
+from tunesmith.export import save_weights
 
 RUN_MARKERS = ("config.yaml", "history.jsonl", "checkpoints", "metrics.json", "model")
 
@@ -79,16 +80,24 @@ def write_predictions(path: Path, split: Split, probs: np.ndarray, labels: list[
 
 
 def save_model(
-    run_dir: Path, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, recipe: Recipe, metrics: dict[str, Any]
+    run_dir: Path,
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    recipe: Recipe,
+    metrics: dict[str, Any],
 ) -> Path:
     """model/ via save_pretrained (safetensors) + tokenizer + labels.json + a model card, written atomically."""
     final = run_dir / "model"
     tmp = run_dir / ".model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
+    save_weights(model, tmp)  # plain models: save_pretrained; PEFT / adapters: the adapter and head only
     tokenizer.save_pretrained(tmp)
     labels = metrics["labels"]
-    (tmp / "labels.json").write_text(json.dumps({"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}, indent=2))
+    (tmp / "labels.json").write_text(
+        json.dumps(
+            {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}, indent=2
+        )
+    )
     (tmp / "README.md").write_text(model_card(recipe, metrics))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -98,7 +107,9 @@ def save_model(
 def model_card(recipe: Recipe, metrics: dict[str, Any]) -> str:
     def row(split: str) -> str:
         m = metrics.get(split)
-        return f"| {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |" if m else ""
+        return (
+            f"| {split} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |" if m else ""
+        )
 
     labels = ", ".join(metrics["labels"])
     return f"""---
@@ -109,7 +120,7 @@ tags: [tunesmith, text-classification]
 # {recipe.output.name}
 
 Fine-tuned by [tunesmith](https://github.com/) from `{recipe.model.name}` with strategy `{recipe.strategy.name}`
-for {metrics['epochs_run']} epochs (best epoch {metrics['best_epoch']}, chosen on validation {recipe.eval.metric}).
+for {metrics["epochs_run"]} epochs (best epoch {metrics["best_epoch"]}, chosen on validation {recipe.eval.metric}).
 
 Labels: {labels}. Training data: `{recipe.data.train}` (text column `{recipe.data.text}`, label `{recipe.data.label}`).
 

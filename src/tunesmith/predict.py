@@ -7,9 +7,9 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import AutoModelForSequenceClassification
 
 from tunesmith.errors import UserError
+from tunesmith.export import is_adapter_dir, load_trained
 from tunesmith.models.loader import load_tokenizer
 
 
@@ -18,8 +18,12 @@ def find_model_dir(path: Path) -> Path:
     for candidate in (path / "model", path):
         if (candidate / "config.json").is_file() and any(candidate.glob("*.safetensors")):
             return candidate
-    raise UserError(f"{path}: no trained model here (expected {path}/model with config.json and safetensors); "
-                    "pass the run directory of a finished `tunesmith run`.")
+        if is_adapter_dir(candidate):  # lora / ia3 / prompt-tuning / adapter runs save only the adapter
+            return candidate
+    raise UserError(
+        f"{path}: no trained model here (expected {path}/model with config.json and safetensors); "
+        "pass the run directory of a finished `tunesmith run`."
+    )
 
 
 def read_texts_file(path: Path) -> list[str]:
@@ -31,7 +35,9 @@ def read_texts_file(path: Path) -> list[str]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
-        raise UserError(f"--file {path}: line {line} is not UTF-8 (byte {exc.start}); re-save it as UTF-8.") from exc
+        raise UserError(
+            f"--file {path}: line {line} is not UTF-8 (byte {exc.start}); re-save it as UTF-8."
+        ) from exc
     texts = [line.strip() for line in text.splitlines() if line.strip()]
     if not texts:
         raise UserError(f"--file {path}: no text in it; put one text per line.")
@@ -52,9 +58,8 @@ def predict(path: Path, texts: list[str], batch_size: int = 32) -> list[dict[str
         raise UserError("predict: no texts given; pass texts as arguments or --file F (one text per line).")
     model_dir = find_model_dir(path)
     tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
-    model.eval()
-    id2label = model.config.id2label
+    model = load_trained(model_dir, path if path != model_dir else None)
+    id2label: dict[int, str] = model.config.id2label  # type: ignore[union-attr,assignment]
     max_length = max_length_of(path)
     results: list[dict[str, Any]] = []
     for start in range(0, len(texts), batch_size):

@@ -27,6 +27,7 @@ from tunesmith.errors import UserError
 from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
 from tunesmith.evaluation.metrics import classification_metrics
 from tunesmith.findings import Finding
+from tunesmith.forgetting import control as forgetting
 from tunesmith.models.loader import count_parameters, load_classifier
 from tunesmith.outputs import check_run_dir, resolve_run_dir, save_model, write_json, write_predictions
 from tunesmith.strategies.registry import get_strategy
@@ -69,7 +70,9 @@ def make_collate(tokenizer: Any) -> Collate:
 def _check_resume_recipe(run_dir: Path, recipe: Recipe) -> None:
     import yaml
 
-    saved = recipe_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml"))
+    saved = recipe_from_dict(
+        yaml.safe_load((run_dir / "config.yaml").read_text()), str(run_dir / "config.yaml")
+    )
     old, new = saved.model_dump(mode="json"), recipe.model_dump(mode="json")
     changed = [k for k in new if old.get(k) != new.get(k)]
     if changed:
@@ -97,6 +100,7 @@ def run(
     _tables, bundle = prepare_data(recipe.data)
     set_seed(recipe.train.seed)
     model, tokenizer, model_dir = load_classifier(recipe.model.name, bundle.labels, seed=recipe.train.seed)
+    retain_plan = forgetting.plan(recipe, model_dir)
 
     # ---- the run directory ----
     if overwrite and run_dir.exists():
@@ -111,7 +115,9 @@ def run(
     # ---- model, strategy, optimizer ----
     model = strategy.prepare(model)
     trainable, total = count_parameters(model)
-    log.info("trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    log.info(
+        "trainable parameters: %s of %s (%.2f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / total
+    )
     accelerator = make_accelerator(precision)
     log.info("precision: %s on %s", precision, accelerator.device)
     train_data = encode(bundle.train, tokenizer, recipe.model.max_length)
@@ -121,12 +127,15 @@ def run(
     steps_per_epoch = _steps_per_epoch(len(train_data), recipe, accelerator.num_processes)
     scheduler = make_scheduler(optimizer, recipe.train, steps_per_epoch * recipe.train.epochs)
     model, optimizer = accelerator.prepare(model, optimizer)
+    retain = None  # measured on the starting weights: a resumed run loads its checkpoint only inside train()
+    if retain_plan is not None:
+        retain = forgetting.start(retain_plan, recipe, accelerator.unwrap_model(model), tokenizer, collate_fn)
 
     callbacks: list[Callback] = []
-    if recipe.train.early_stopping.patience:
-        es = recipe.train.early_stopping
+    es = recipe.train.early_stopping
+    if es.patience:
         callbacks.append(EarlyStopping(recipe.eval.metric, es.patience, es.min_delta))
-    callbacks += strategy.callbacks() + list(extra_callbacks or [])
+    callbacks += strategy.callbacks() + (retain.callbacks if retain else []) + list(extra_callbacks or [])
 
     # ---- training ----
     outcome = train(
@@ -144,17 +153,23 @@ def run(
         "data": {"train": len(bundle.train), "validation": len(bundle.validation),
                  "test": len(bundle.test) if bundle.test else None, **bundle.notes},
     }  # fmt: skip
+    findings: list[Finding] = []
     if accelerator.is_main_process:
         encoded = {"validation": val_data}
         if bundle.test is not None:
             encoded["test"] = encode(bundle.test, tokenizer, recipe.model.max_length)
         with accelerator.autocast():  # the precision validation ran in during training
             for name, split in (("validation", bundle.validation), ("test", bundle.test)):
-                metrics[name] = _evaluate_split(unwrapped, split, encoded.get(name), bundle, recipe, collate_fn, run_dir)
+                metrics[name] = _evaluate_split(
+                    unwrapped, split, encoded.get(name), bundle, recipe, collate_fn, run_dir
+                )
+            if retain is not None:
+                metrics["forgetting"], found = forgetting.finish(retain, unwrapped)
+                findings += found
         write_json(run_dir / "metrics.json", metrics)
         save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
     accelerator.wait_for_everyone()
-    return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome)
+    return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
 
 
 def _steps_per_epoch(n: int, recipe: Recipe, processes: int) -> int:
@@ -171,6 +186,10 @@ def _evaluate_split(
     if split is None or data is None:
         return None
     device = next(model.parameters()).device
-    probs, losses = predict_probs(model, data, batch_size=recipe.eval.batch_size, collate=collate_fn, device=device)
+    probs, losses = predict_probs(
+        model, data, batch_size=recipe.eval.batch_size, collate=collate_fn, device=device
+    )
     write_predictions(run_dir / "predictions" / f"{split.name}.jsonl", split, probs, bundle.labels)
-    return classification_metrics(data.labels, probs.argmax(-1).tolist(), bundle.labels, loss=float(losses.mean()))
+    return classification_metrics(
+        data.labels, probs.argmax(-1).tolist(), bundle.labels, loss=float(losses.mean())
+    )

@@ -11,7 +11,9 @@ from tunesmith.models.loader import load_tokenizer
 from tunesmith.models.registry import resolve_model_dir
 
 
-def make_tiny_bert(out_dir: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0) -> Path:
+def make_tiny_bert(
+    out_dir: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0
+) -> Path:
     """Save a random BERT (with the packaged MiniLM tokenizer) as a local Hugging Face model directory."""
     tokenizer = load_tokenizer(resolve_model_dir("minilm"))
     config = BertConfig(

@@ -76,7 +76,9 @@ def test_existing_run_needs_overwrite_or_resume(tmp_path: Path, recipe_dict: dic
         ("train.ephocs=3", ["train.ephocs", "train.epochs"]),
     ],
 )
-def test_bad_recipe_values(tmp_path: Path, recipe_dict: dict[str, Any], override: str, needles: list[str]) -> None:
+def test_bad_recipe_values(
+    tmp_path: Path, recipe_dict: dict[str, Any], override: str, needles: list[str]
+) -> None:
     _fails_cleanly(["run", str(_write(tmp_path, recipe_dict)), override], *needles)
     assert not (tmp_path / "runs").exists(), "bad input must not leave a run directory"
 

@@ -75,8 +75,12 @@ def test_killed_run_resumes_bit_for_bit(tmp_path: Path, recipe_dict: dict[str, A
     # 1. Killed while writing a checkpoint: the slow write leaves a temporary directory to catch.
     slow = {DELAY_ENV: "0.5"}
     proc = _cli(runs["killed"], env=slow)
-    _kill_when(proc, lambda: 2 in _complete_steps(run_dir) and any((run_dir / "checkpoints").glob(".tmp-step-*")))
-    assert any((run_dir / "checkpoints").glob(".tmp-step-*")), "the kill should land inside a checkpoint write"
+    _kill_when(
+        proc, lambda: 2 in _complete_steps(run_dir) and any((run_dir / "checkpoints").glob(".tmp-step-*"))
+    )
+    assert any((run_dir / "checkpoints").glob(".tmp-step-*")), (
+        "the kill should land inside a checkpoint write"
+    )
 
     # 2. Resumed, then killed again part-way through the second epoch, between checkpoints.
     proc = _cli(runs["killed"], "--resume")

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from transformers import AutoModelForSequenceClassification
 
 from tunesmith.config.loader import recipe_from_dict
@@ -93,7 +92,9 @@ def test_nan_policies(recipe_dict: dict[str, Any]) -> None:
         events[policy] = [e["event"] for e in _records(results[policy].run_dir, "event")]
     assert "nan_stop" in events["stop"] and "non-finite" in results["stop"].metrics["stop_reason"]
     assert events["skip"].count("nan_skip") == 1 and results["skip"].metrics["stop_reason"] is None
-    assert events["rollback"].count("nan_rollback") == 1 and results["rollback"].metrics["stop_reason"] is None
+    assert (
+        events["rollback"].count("nan_rollback") == 1 and results["rollback"].metrics["stop_reason"] is None
+    )
     # Skipping drops one optimizer step; the rollback halves the learning rate for the rest of the run.
     full_steps = results["stop"].metrics["steps"]
     assert results["skip"].metrics["steps"] == results["rollback"].metrics["steps"] > full_steps

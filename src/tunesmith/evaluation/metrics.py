@@ -21,7 +21,9 @@ def classification_metrics(
     result: dict[str, Any] = {"loss": loss, "accuracy": float(accuracy_score(true, pred))}
     for average in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(true, pred, labels=ids, average=average, zero_division=0)
-        result.update({f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)})
+        result.update(
+            {f"{average}_precision": float(p), f"{average}_recall": float(r), f"{average}_f1": float(f)}
+        )
     p, r, f, s = precision_recall_fscore_support(true, pred, labels=ids, average=None, zero_division=0)
     result["per_class"] = {
         name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}

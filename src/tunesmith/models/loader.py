@@ -6,7 +6,12 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+)
 
 from tunesmith.errors import UserError
 from tunesmith.models.registry import resolve_model_dir
@@ -19,8 +24,10 @@ def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError) as exc:
-        raise UserError(f"model.name: cannot load a tokenizer from {model_dir} ({exc}); the directory needs "
-                        "tokenizer.json or vocab files saved with tokenizer.save_pretrained.") from exc
+        raise UserError(
+            f"model.name: cannot load a tokenizer from {model_dir} ({exc}); the directory needs "
+            "tokenizer.json or vocab files saved with tokenizer.save_pretrained."
+        ) from exc
 
 
 def load_classifier(

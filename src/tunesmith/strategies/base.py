@@ -29,7 +29,11 @@ class Strategy:
     """Base strategy: train every weight. Subclasses override the three hooks."""
 
     name = "full"
-    description = "every weight trains"
+    description = "every weight trains at the same learning rate (the baseline)"
+    options_model: Any = (
+        None  # a tunesmith.strategies.options.Options subclass, when the strategy has options
+    )
+    recommended_lr = 5e-5  # a sensible train.lr for this strategy (shown by `tunesmith strategies`)
 
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg

@@ -72,7 +72,10 @@ def capture_rng() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     tensors["numpy"] = torch.from_numpy(np.asarray(keys, dtype=np.int64))
     version, internal, gauss = random.getstate()
-    plain = {"numpy": [kind, int(pos), int(has_gauss), float(cached)], "python": [version, list(internal), gauss]}
+    plain = {
+        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+        "python": [version, list(internal), gauss],
+    }
     return tensors, plain
 
 

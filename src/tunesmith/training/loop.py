@@ -86,7 +86,10 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     state = optimizer.state_dict()
     return {
-        "state": {k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()} for k, s in state["state"].items()},
+        "state": {
+            k: {n: (v.clone() if torch.is_tensor(v) else v) for n, v in s.items()}
+            for k, s in state["state"].items()
+        },
         "param_groups": [dict(g) for g in state["param_groups"]],
     }
 
@@ -113,7 +116,9 @@ def train(
     batcher = LengthBucketBatcher(train_data.lengths, cfg.batch_size, seed=cfg.seed, shuffle=True)
     micro_per_epoch = len(batcher.batches(0))
     steps_per_epoch = math.ceil(micro_per_epoch / (cfg.grad_accum * accelerator.num_processes))
-    weights = class_weights(train_data.labels, len(labels)).to(accelerator.device) if cfg.class_weights else None
+    weights = (
+        class_weights(train_data.labels, len(labels)).to(accelerator.device) if cfg.class_weights else None
+    )
     higher_is_better = recipe.eval.metric != "loss"
     ctx = TrainContext(recipe, model, optimizer, scheduler, accelerator, steps_per_epoch=steps_per_epoch)
     ctx.extra["run_dir"] = run_dir
@@ -129,6 +134,10 @@ def train(
         state, cb_states, best_weights = ckpt.load_checkpoint(
             resume_from, model=unwrapped, optimizer=optimizer, scheduler=scheduler
         )
+        if (
+            best_weights is None and state["best_epoch"] is not None
+        ):  # saved at the best epoch's end: it is the model
+            best_weights = _snapshot(unwrapped)
         for cb in callbacks:
             cb.load_state_dict(cb_states.get(cb.name, {}))
         history.truncate(state["history_bytes"])
@@ -164,7 +173,9 @@ def train(
         while state["epoch"] < cfg.epochs and stop_reason is None:
             epoch = state["epoch"]
             ctx.epoch = epoch
-            loader = _epoch_batches(batcher.batches(epoch), state["batches_done"], train_data, collate, accelerator)
+            loader = _epoch_batches(
+                batcher.batches(epoch), state["batches_done"], train_data, collate, accelerator
+            )
             progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
             sums = state["epoch_sums"]
             window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
@@ -239,13 +250,12 @@ def train(
                     progress.update(record["loss"], record["lr"], record["tokens_per_s"])
                     window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
                     if cfg.nan_policy == "rollback":
-                        good_state = (_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
+                        good_state = (
+                            _snapshot(accelerator.unwrap_model(model)),
+                            _optimizer_snapshot(optimizer),
+                        )
                 progress.advance()
-                if (
-                    cfg.checkpoint_every
-                    and state["step"] % cfg.checkpoint_every == 0
-                    and not last_micro
-                ):
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and not last_micro:
                     _add_time(state, sums, epoch_start)
                     epoch_start = time.perf_counter()
                     save(best_is_current=False)
@@ -256,11 +266,13 @@ def train(
             record = _epoch_record(state, sums, labels, epoch)
             val_metrics, val_losses = _validate(model, val_data, labels, recipe, collate, accelerator)
             record.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, float)})
-            record["val_loss_se"] = float(np.std(val_losses, ddof=1) / math.sqrt(len(val_losses))) if len(val_losses) > 1 else 0.0
+            record["val_loss_se"] = (
+                float(np.std(val_losses, ddof=1) / math.sqrt(len(val_losses))) if len(val_losses) > 1 else 0.0
+            )
             record["peak_memory_mb"] = peak_memory_mb()
-            history.write(record)
             for cb in callbacks:
                 cb.on_epoch_end(ctx, record)
+            history.write(record)  # after the callbacks, so the keys they add are recorded
             value = float(record[f"val_{recipe.eval.metric}"])
             best = state["best_metric"]
             if best is None or (value > best if higher_is_better else value < best):
@@ -301,7 +313,9 @@ class _EpochBatches:
     seeds), which would shift the dropout masks of a resumed run and break bit-exact resume.
     """
 
-    def __init__(self, order: list[list[int]], data: Encoded, collate: Collate, accelerator: Accelerator) -> None:
+    def __init__(
+        self, order: list[list[int]], data: Encoded, collate: Collate, accelerator: Accelerator
+    ) -> None:
         self.order, self.data, self.collate, self.device = order, data, collate, accelerator.device
 
     def __len__(self) -> int:
@@ -309,7 +323,9 @@ class _EpochBatches:
 
     def __iter__(self) -> Any:
         for indices in self.order:
-            batch = self.collate([self.data.input_ids[i] for i in indices], [self.data.labels[i] for i in indices])
+            batch = self.collate(
+                [self.data.input_ids[i] for i in indices], [self.data.labels[i] for i in indices]
+            )
             yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
 
@@ -324,7 +340,9 @@ def _epoch_batches(
     return _EpochBatches(order[done + accelerator.process_index :: n], data, collate, accelerator)
 
 
-def _epoch_record(state: dict[str, Any], sums: dict[str, Any], labels: list[str], epoch: int) -> dict[str, Any]:
+def _epoch_record(
+    state: dict[str, Any], sums: dict[str, Any], labels: list[str], epoch: int
+) -> dict[str, Any]:
     """Training metrics of the epoch from the forward passes already made (no extra pass over train)."""
     train = classification_metrics(sums["labels"], sums["preds"], labels) if sums["n"] else {}
     return {
@@ -336,12 +354,19 @@ def _epoch_record(state: dict[str, Any], sums: dict[str, Any], labels: list[str]
 
 
 def _validate(
-    model: torch.nn.Module, data: Encoded, labels: list[str], recipe: Recipe, collate: Collate, accelerator: Accelerator
+    model: torch.nn.Module,
+    data: Encoded,
+    labels: list[str],
+    recipe: Recipe,
+    collate: Collate,
+    accelerator: Accelerator,
 ) -> tuple[dict[str, Any], np.ndarray]:
     probs, losses = predict_probs(
         model, data, batch_size=recipe.eval.batch_size, collate=collate, device=accelerator.device
     )
-    metrics = classification_metrics(data.labels, probs.argmax(-1).tolist(), labels, loss=float(losses.mean()))
+    metrics = classification_metrics(
+        data.labels, probs.argmax(-1).tolist(), labels, loss=float(losses.mean())
+    )
     return metrics, losses
 
 
@@ -359,7 +384,9 @@ def _handle_nan(
         event("nan_skip", f"non-finite loss at {where}; batch skipped (train.nan_policy=skip)")
         return None, good_state
     if state["rollbacks"] >= cfg.max_rollbacks:
-        reason = f"non-finite loss at {where} after {state['rollbacks']} rollbacks (train.max_rollbacks); stopped"
+        reason = (
+            f"non-finite loss at {where} after {state['rollbacks']} rollbacks (train.max_rollbacks); stopped"
+        )
         event("nan_stop", reason)
         return reason, good_state
     state["rollbacks"] += 1

@@ -100,9 +100,12 @@ class GradientMonitor(Callback):
             return
         # Parameters trainable but unused in this step (e.g. a frozen branch) have no gradient: report 0.
         grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
-        self._grad_norms = _group_norms(
-            [torch.linalg.vector_norm(g) for g in grads], self._index, len(self._layers)
-        )
+        norms = _group_norms([torch.linalg.vector_norm(g) for g in grads], self._index, len(self._layers))
+        # Under fp16 the gradients still carry the loss scale here (clipping unscales them later).
+        scaler = getattr(getattr(ctx, "accelerator", None), "scaler", None)
+        if scaler is not None and scaler.is_enabled():
+            norms = norms / scaler.get_scale()
+        self._grad_norms = norms
         with_grad = {i for i, p in zip(self._positions, self._params, strict=True) if p.grad is not None}
         self._grad_present = [i in with_grad for i in range(len(self._layers))]
         if self._ratio_due(step):

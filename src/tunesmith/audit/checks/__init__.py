@@ -1,0 +1,1 @@
+"""The data doctor's checks: one module per kind of defect, each `(AuditContext) -> list[Finding]`."""

@@ -1,0 +1,113 @@
+"""Empty, very short and truncated texts.
+
+Empty (missing or whitespace-only) texts are errors: training refuses them. Very short texts (fewer than
+audit.short_text_words words) are info. Texts longer than model.max_length tokens are truncated: warning
+from audit.truncation_warn_share, info below; lengths come from the model's tokenizer when one is given
+(special tokens included), else from whitespace words (a lower bound on sub-word tokens).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tunesmith.audit.context import AuditContext, make_finding, pct, plural
+from tunesmith.findings import Finding
+
+MAX_SUGGESTED_LENGTH = 512
+
+
+def empty_texts(ctx: AuditContext) -> list[Finding]:
+    findings = []
+    for split in ctx.splits:
+        rows = np.nonzero(ctx.empty[split])[0]
+        if len(rows) == 0:
+            continue
+        missing = sum(1 for r in rows if ctx.frame(split)["text"].iat[r] is None)
+        share = len(rows) / len(ctx.empty[split])
+        findings.append(
+            make_finding(
+                "empty_texts",
+                "error",
+                f"{plural(len(rows), 'empty text')} in {split} ({pct(share)})",
+                {
+                    "split": split,
+                    "count": len(rows),
+                    "share": round(share, 6),
+                    "missing": missing,
+                    "whitespace_only": len(rows) - missing,
+                    "examples": ctx.examples(split, rows),
+                },
+                rows.tolist(),
+                "Fill in or drop these rows (`--fix-only empty_texts` drops them); an empty text teaches "
+                "nothing and training refuses it.",
+            )  # fmt: skip
+        )
+    return findings
+
+
+def short_texts(ctx: AuditContext) -> list[Finding]:
+    findings = []
+    limit = ctx.cfg.short_text_words
+    for split in ctx.splits:
+        words = np.fromiter((len(t.split()) for t in ctx.texts[split]), np.int64, len(ctx.texts[split]))
+        rows = np.nonzero((words < limit) & ~ctx.empty[split])[0]
+        if len(rows) == 0:
+            continue
+        share = len(rows) / len(words)
+        findings.append(
+            make_finding(
+                "short_texts",
+                "info",
+                f"{plural(len(rows), 'very short text')} in {split} (< {limit} words, {pct(share)})",
+                {
+                    "split": split,
+                    "count": len(rows),
+                    "share": round(share, 6),
+                    "min_words": limit,
+                    "examples": ctx.examples(split, rows),
+                },
+                rows.tolist(),
+                "Check that these are real inputs and not cut-off or placeholder values; a word or two often "
+                "cannot carry the label.",
+            )  # fmt: skip
+        )
+    return findings
+
+
+def truncation(ctx: AuditContext) -> list[Finding]:
+    findings = []
+    limit = ctx.max_length
+    method = "tokenizer" if ctx.tokenizer is not None else "whitespace words"
+    for split in ctx.splits:
+        lengths = ctx.token_lengths[split]
+        rows = np.nonzero(lengths > limit)[0]
+        if len(rows) == 0:
+            continue
+        share = len(rows) / len(lengths)
+        p95 = float(np.percentile(lengths, 95))
+        suggested = min(MAX_SUGGESTED_LENGTH, int(math.ceil(p95 / 32) * 32))
+        patch = {"model.max_length": suggested} if suggested > limit else None
+        evidence = {
+            "split": split, "count": len(rows), "share": round(share, 6), "max_length": limit,
+            "counted_with": method, "median": float(np.median(lengths)), "p95": p95,
+            "max": int(lengths.max()), "examples": ctx.examples(split, rows, tokens=lengths[rows[:5]].tolist()),
+        }  # fmt: skip
+        advice = (
+            f"Raise model.max_length to {suggested} (covers 95% of texts; cost grows with length)"
+            if patch
+            else "Most texts fit; the few long ones lose their ends"
+        )
+        findings.append(
+            make_finding(
+                "truncation",
+                "warning" if share >= ctx.cfg.truncation_warn_share else "info",
+                f"{plural(len(rows), 'text')} in {split} longer than max_length {limit} ({pct(share)} truncated)",
+                evidence,
+                rows.tolist(),
+                f"{advice}, or put the words that decide the label first.",
+                patch,
+            )
+        )
+    return findings

@@ -1,0 +1,141 @@
+"""`tunesmith doctor`: audit data files, print the findings, optionally write audit.json and cleaned files.
+
+The lead registers it with `app.command("doctor")(doctor)`; bad input raises UserError (exit 2 there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from tunesmith.audit.fixes import DEFAULT_FIXES, FIXES, apply_fixes, parse_fixes
+from tunesmith.audit.registry import run_audit
+from tunesmith.audit.report import AuditReport
+from tunesmith.audit.terminal import render
+from tunesmith.config.schema import AuditConfig
+from tunesmith.data.types import Table
+from tunesmith.errors import UserError
+
+log = logging.getLogger(__name__)
+
+_FIX_HELP = (
+    f"comma-separated fixes to apply with --fix: {', '.join(FIXES)} "
+    f"(default: {', '.join(sorted(DEFAULT_FIXES))})"
+)
+
+
+def doctor(
+    train: Annotated[
+        str, typer.Argument(help="training file (.csv .tsv .jsonl .parquet) or builtin:drugreview/train")
+    ],
+    text: Annotated[str, typer.Option("--text", help="column holding the text")],
+    label: Annotated[str, typer.Option("--label", help="column holding the label")],
+    validation: Annotated[str | None, typer.Option("--validation", help="validation file")] = None,
+    test: Annotated[str | None, typer.Option("--test", help="test file")] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="optional group column, e.g. condition")
+    ] = None,
+    fix: Annotated[
+        Path | None, typer.Option("--fix", help="write cleaned files + fixes.jsonl to this new directory")
+    ] = None,
+    fix_only: Annotated[str | None, typer.Option("--fix-only", help=_FIX_HELP)] = None,
+    label_errors: Annotated[
+        bool, typer.Option("--label-errors/--no-label-errors", help="confident learning on MiniLM embeddings")
+    ] = True,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the audit (audit.json) to this file")
+    ] = None,
+    max_length: Annotated[
+        int, typer.Option("--max-length", min=1, help="model max length for truncation")
+    ] = 256,
+    model: Annotated[
+        str, typer.Option("--model", help="tokenizer / encoder: minilm or a local HF directory")
+    ] = "minilm",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary line")] = False,
+) -> None:
+    """Audit a data set: duplicates, leakage, label errors, imbalance, encoding, groups; fix on request."""
+    if fix_only is not None and fix is None:
+        raise UserError("--fix-only chooses which fixes --fix applies; add --fix OUT_DIR.")
+    fixes = parse_fixes(fix_only)
+    console = Console()
+    tables = _load(train, validation, test, text, label, group)
+    tokenizer = _tokenizer(model, required=label_errors)
+    embedder = _embedder(model, max_length) if label_errors else None
+    cfg = AuditConfig(label_errors=label_errors)
+    with console.status("auditing the data…", spinner="dots") if not quiet else _Null():
+        report = run_audit(tables, cfg, tokenizer=tokenizer, max_length=max_length, embedder=embedder)
+    render(report, console, quiet=quiet)
+    if json_out is not None:
+        write_json(report, json_out)
+        console.print(f"audit written to {json_out}", highlight=False)
+    if fix is not None:
+        paths = apply_fixes(tables, report, fixes, fix)
+        changed = len(paths[-1].read_text(encoding="utf-8").splitlines())
+        console.print(
+            f"{changed} rows removed or repaired; cleaned files in {paths[-1].parent}", highlight=False
+        )
+
+
+def _load(
+    train: str, validation: str | None, test: str | None, text: str, label: str, group: str | None
+) -> dict[str, Table]:
+    from tunesmith.data.loaders import read_table
+
+    paths = {"train": train, "validation": validation, "test": test}
+    return {
+        name: read_table(path, name, text, label, group) for name, path in paths.items() if path is not None
+    }
+
+
+def _tokenizer(model: str, required: bool) -> Any:
+    """The model's tokenizer for exact token counts; without it (and no label errors) count words."""
+    from tunesmith.models.registry import resolve_model_dir
+
+    try:
+        path = resolve_model_dir(model)
+    except UserError:
+        if required:
+            raise
+        log.warning("no tokenizer for '%s': text lengths are counted in words", model)
+        return None
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
+
+
+def _embedder(model: str, max_length: int) -> Any:
+    from tunesmith.audit.embeddings import minilm_embedder
+
+    return minilm_embedder(max_length=max_length, model=model)
+
+
+def write_json(report: AuditReport, path: Path) -> None:
+    """audit.json, written to a temporary file and renamed so a crash never leaves half of it."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise UserError(f"--json: {path} is a directory; give a file name such as {path / 'audit.json'}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(report.to_dict(), handle, indent=1, ensure_ascii=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None

@@ -1,0 +1,214 @@
+"""What every check reads: the tables plus lazily computed, shared views (normalised texts, duplicate keys,
+near-duplicate pairs, token lengths, embeddings), so each expensive step runs at most once per audit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tunesmith.audit import minhash
+from tunesmith.audit.text import is_empty, normalize_all, shorten
+from tunesmith.config.schema import AuditConfig
+from tunesmith.data.types import GROUP, LABEL, ROW, TEXT, Table
+from tunesmith.findings import Finding, Severity
+
+log = logging.getLogger(__name__)
+
+Embedder = Callable[[list[str]], np.ndarray]
+SPLIT_ORDER = ("train", "validation", "test")
+EXAMPLES = 5  # examples shown per finding
+
+
+@dataclass
+class Embedded:
+    """Embeddings of a seeded sample of the non-empty rows of all splits (pooled)."""
+
+    split: np.ndarray  # split name per embedded row
+    position: np.ndarray  # position in that split
+    label: np.ndarray  # label (str) per embedded row
+    vectors: np.ndarray  # (n, d) float32, L2-normalised
+    sampled_from: int  # non-empty rows available before sampling
+
+    def rows_of(self, split: str, mask: np.ndarray) -> list[int]:
+        return sorted(int(p) for p in self.position[mask & (self.split == split)])
+
+
+class AuditContext:
+    def __init__(
+        self,
+        tables: dict[str, Table],
+        cfg: AuditConfig,
+        *,
+        tokenizer: Any = None,
+        max_length: int = 256,
+        embedder: Embedder | None = None,
+    ) -> None:
+        order = [s for s in SPLIT_ORDER if s in tables] + [s for s in tables if s not in SPLIT_ORDER]
+        self.tables = {name: tables[name] for name in order}
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.embedder = embedder
+
+    @property
+    def splits(self) -> list[str]:
+        return list(self.tables)
+
+    def frame(self, split: str) -> pd.DataFrame:
+        return self.tables[split].frame
+
+    def has_group(self) -> bool:
+        return all(GROUP in t.frame.columns for t in self.tables.values())
+
+    @cached_property
+    def texts(self) -> dict[str, list[str]]:
+        return {s: ["" if t is None else str(t) for t in self.frame(s)[TEXT].tolist()] for s in self.splits}
+
+    @cached_property
+    def labels(self) -> dict[str, np.ndarray]:
+        return {s: self.frame(s)[LABEL].astype(str).to_numpy(dtype=object) for s in self.splits}
+
+    @cached_property
+    def empty(self) -> dict[str, np.ndarray]:
+        return {
+            s: np.fromiter((is_empty(t) for t in self.texts[s]), bool, len(self.texts[s]))
+            for s in self.splits
+        }
+
+    @cached_property
+    def normalized(self) -> dict[str, np.ndarray]:
+        return {s: normalize_all(self.texts[s]) for s in self.splits}
+
+    @cached_property
+    def _factorized(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """Integer key per row, equal for texts equal after normalisation (-1 for empty texts)."""
+        joined = np.concatenate([self.normalized[s] for s in self.splits])
+        codes, uniques = pd.factorize(joined)
+        keys: dict[str, np.ndarray] = {}
+        start = 0
+        for s in self.splits:
+            part = codes[start : start + len(self.normalized[s])].astype(np.int64)
+            part[self.empty[s]] = -1
+            keys[s] = part
+            start += len(part)
+        return keys, np.asarray(uniques, dtype=object)
+
+    @property
+    def keys(self) -> dict[str, np.ndarray]:
+        return self._factorized[0]
+
+    @property
+    def key_texts(self) -> np.ndarray:
+        return self._factorized[1]
+
+    @cached_property
+    def near(self) -> minhash.NearPairs:
+        """Near-duplicate pairs between distinct normalised texts (indices into key_texts)."""
+        cfg = self.cfg
+        return minhash.near_pairs(
+            self.key_texts.tolist(),
+            cfg.near_duplicate_threshold,
+            cfg.minhash_num_perm,
+            cfg.shingle_words,
+            cfg.seed,
+        )
+
+    @cached_property
+    def token_lengths(self) -> dict[str, np.ndarray]:
+        """Tokens per text: the tokenizer's count (special tokens included) when given, else words."""
+        return {s: self._count_tokens(self.texts[s]) for s in self.splits}
+
+    def _count_tokens(self, texts: list[str]) -> np.ndarray:
+        if self.tokenizer is None:
+            return np.fromiter((len(t.split()) for t in texts), np.int64, len(texts))
+        lengths: list[int] = []
+        for lo in range(0, len(texts), 4096):
+            batch = self.tokenizer(
+                texts[lo : lo + 4096], add_special_tokens=True, truncation=False, verbose=False,
+                return_attention_mask=False, return_token_type_ids=False,
+            )  # fmt: skip
+            lengths.extend(len(ids) for ids in batch["input_ids"])
+        return np.asarray(lengths, dtype=np.int64)
+
+    @property
+    def embeddings_enabled(self) -> bool:
+        return self.cfg.label_errors or self.embedder is not None
+
+    @cached_property
+    def embedded(self) -> Embedded:
+        splits, positions = [], []
+        for s in self.splits:
+            idx = np.nonzero(~self.empty[s])[0]
+            splits.append(np.full(len(idx), s, dtype=object))
+            positions.append(idx)
+        split, position = np.concatenate(splits), np.concatenate(positions)
+        available = len(split)
+        if available > self.cfg.embedding_max_rows:
+            keep = np.sort(
+                np.random.default_rng(self.cfg.seed).choice(available, self.cfg.embedding_max_rows, False)
+            )
+            split, position = split[keep], position[keep]
+        texts = [self.texts[s][p] for s, p in zip(split, position, strict=False)]
+        label = np.array([self.labels[s][p] for s, p in zip(split, position, strict=False)], dtype=object)
+        embedder = self.embedder or _default_embedder(self.max_length)
+        log.info("embedding %d texts for the model-based checks", len(texts))
+        vectors = np.asarray(embedder(texts), dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
+        return Embedded(split, position, label, vectors, available)
+
+    def examples(self, split: str, rows: Iterable[int], **extra: list[Any]) -> list[dict[str, Any]]:
+        """A few affected rows as {row (in the file), text preview, label} plus per-row `extra` values."""
+        frame = self.frame(split)
+        out = []
+        for i, pos in enumerate(list(rows)[:EXAMPLES]):
+            item: dict[str, Any] = {
+                "row": int(frame[ROW].iat[pos]) if ROW in frame.columns else int(pos),
+                "text": shorten(self.texts[split][pos]),
+                "label": str(self.labels[split][pos]),
+            }
+            item.update({key: values[i] for key, values in extra.items()})
+            out.append(item)
+        return out
+
+
+def _default_embedder(max_length: int) -> Embedder:
+    from tunesmith.audit.embeddings import minilm_embedder  # lazy: loads torch and the model
+
+    return minilm_embedder(max_length=max_length)
+
+
+def make_finding(
+    check: str,
+    severity: Severity,
+    title: str,
+    evidence: dict[str, Any],
+    rows: list[int] | None,
+    recommendation: str,
+    config_patch: dict[str, Any] | None = None,
+) -> Finding:
+    return Finding(
+        id=f"audit.{check}", stage="audit", severity=severity, title=title, evidence=evidence,
+        rows=rows, recommendation=recommendation, config_patch=config_patch,
+    )  # fmt: skip
+
+
+def by_share(share: float, error_at: float | None, warn_at: float = 0.0) -> Severity:
+    """error from `error_at` (None: never), warning above `warn_at`, else info."""
+    if error_at is not None and share >= error_at:
+        return "error"
+    return "warning" if share > warn_at else "info"
+
+
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    return f"{count:,} {noun if count == 1 else (plural_noun or noun + 's')}"
+
+
+def pct(share: float) -> str:
+    return f"{100 * share:.1f}%" if share >= 0.001 or share == 0 else f"{100 * share:.2g}%"

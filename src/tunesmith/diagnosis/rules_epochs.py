@@ -1,0 +1,217 @@
+"""Rules over the per-epoch records: overfitting, still improving at the end, train/val gap, early stop."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tunesmith.diagnosis.common import finding, rnd
+from tunesmith.diagnosis.registry import rule
+from tunesmith.diagnosis.rundata import RunData, finite
+from tunesmith.diagnosis.signals import lr_too_high
+from tunesmith.findings import Finding
+
+OVERFIT_EPOCHS = 2  # epochs of rising validation loss (after its minimum) that count as overfitting
+NOISE_Z = 2.0  # a change must exceed this many standard errors of the validation loss to count
+GAP = 0.15  # train-minus-validation metric gap that counts as large
+
+
+def _noise(se_a: float | None, se_b: float | None, level: float) -> float:
+    # Without a recorded standard error, treat 2% of the loss as noise.
+    if se_a is None or se_b is None:
+        return 0.02 * level
+    return math.sqrt(se_a**2 + se_b**2)
+
+
+@dataclass
+class EpochPoint:
+    epoch: int  # 1-based
+    val_loss: float
+    se: float | None
+    train_loss: float | None
+    record: dict[str, Any]
+
+
+def epoch_points(data: RunData) -> list[EpochPoint]:
+    """The epochs that have a validation loss, in order."""
+    points = []
+    for i, r in enumerate(data.epochs):
+        if finite(r.get("val_loss")):
+            points.append(
+                EpochPoint(
+                    epoch=int(r["epoch"]) if finite(r.get("epoch")) else i + 1,
+                    val_loss=float(r["val_loss"]),
+                    se=float(r["val_loss_se"]) if finite(r.get("val_loss_se")) else None,
+                    train_loss=float(r["train_loss"]) if finite(r.get("train_loss")) else None,
+                    record=r,
+                )
+            )
+    return points
+
+
+def _metric(data: RunData) -> str:
+    metric = data.setting("eval.metric", "macro_f1")
+    return metric if metric in ("accuracy", "macro_f1", "weighted_f1") else "macro_f1"
+
+
+@rule("overfitting")
+def overfitting(data: RunData) -> list[Finding]:
+    points = epoch_points(data)
+    if len(points) < OVERFIT_EPOCHS + 1:
+        return []
+    best_i = min(range(len(points)), key=lambda i: points[i].val_loss)
+    best, last = points[best_i], points[-1]
+    rising = len(points) - 1 - best_i
+    rise = last.val_loss - best.val_loss
+    noise = _noise(best.se, last.se, best.val_loss)
+    train_falling = best.train_loss is None or last.train_loss is None or last.train_loss < best.train_loss
+    if rising < OVERFIT_EPOCHS or rise <= NOISE_Z * noise or not train_falling:
+        return []
+    metric = _metric(data)
+    evidence: dict[str, Any] = {
+        "best_val_loss_epoch": best.epoch,
+        "val_loss_best": rnd(best.val_loss),
+        "val_loss_last": rnd(last.val_loss),
+        "rise": rnd(rise),
+        "noise_se": rnd(noise),
+        "rise_in_se": rnd(rise / noise, 1) if noise > 0 else None,
+        "epochs_rising": rising,
+        "train_loss_at_best": None if best.train_loss is None else rnd(best.train_loss),
+        "train_loss_last": None if last.train_loss is None else rnd(last.train_loss),
+    }
+    for name, point in (("at_best", best), ("last", last)):
+        value = point.record.get(f"val_{metric}")
+        if finite(value):
+            evidence[f"val_{metric}_{name}"] = rnd(value)
+    patch: dict[str, Any] = {"train.epochs": best.epoch}
+    weight_decay = data.setting("train.weight_decay")
+    if finite(weight_decay) and weight_decay < 0.1:
+        patch["train.weight_decay"] = 0.1
+    return [
+        finding(
+            "overfitting",
+            "warning",
+            f"Overfitting from epoch {best.epoch + 1}: validation loss rose for {rising} epochs "
+            "while training loss fell",
+            evidence,
+            f"Validation loss was lowest at epoch {best.epoch} and rose by {evidence['rise_in_se']} standard "
+            f"errors since. Train for {best.epoch} epochs (or rely on early stopping), and regularise: raise "
+            "train.weight_decay, use a parameter-efficient strategy, or add data.",
+            patch,
+        )
+    ]
+
+
+@rule("still_improving")
+def still_improving(data: RunData) -> list[Finding]:
+    """Underfitting by stopping too soon: validation loss still falling clearly in the last epoch."""
+    points = epoch_points(data)
+    if len(points) < 2 or _stopped_early(data) or lr_too_high(data):
+        return []
+    previous, last = points[-2], points[-1]
+    metric = next((m for m in (f"val_{_metric(data)}", "val_accuracy") if finite(last.record.get(m))), None)
+    if metric and finite(previous.record.get(metric)) and last.record[metric] <= previous.record[metric]:
+        return []  # the loss still falls but the metric that picks the model no longer improves
+    drop = previous.val_loss - last.val_loss
+    if last.val_loss > min(p.val_loss for p in points) or drop <= NOISE_Z * _noise(
+        previous.se, last.se, previous.val_loss
+    ):
+        return []
+    train_drop = None
+    if last.train_loss is not None and previous.train_loss:
+        train_drop = (previous.train_loss - last.train_loss) / previous.train_loss
+    if train_drop is not None and train_drop < 0.05:
+        return []
+    epochs = int(data.setting("train.epochs", len(points)))
+    train_accuracy = last.record.get("train_accuracy")
+    low = finite(train_accuracy) and train_accuracy < 0.8
+    return [
+        finding(
+            "underfitting",
+            "warning" if low else "info",
+            "Still improving when training ended" + (" (underfitting)" if low else ""),
+            {
+                "epochs": len(points),
+                "val_loss_previous": rnd(previous.val_loss),
+                "val_loss_last": rnd(last.val_loss),
+                "train_loss_relative_drop_last_epoch": None if train_drop is None else rnd(train_drop),
+                "train_accuracy_last": rnd(train_accuracy) if finite(train_accuracy) else None,
+            },
+            f"Validation loss fell clearly in the last epoch, so more training should help: raise "
+            f"train.epochs from {epochs} to {epochs * 2} (early stopping ends it once it stops improving).",
+            {"train.epochs": epochs * 2},
+        )
+    ]
+
+
+@rule("generalization_gap")
+def generalization_gap(data: RunData) -> list[Finding]:
+    metric = _metric(data)
+    best = data.metrics.get("best_epoch")
+    records = [r for r in data.epochs if finite(r.get(f"train_{metric}")) and finite(r.get(f"val_{metric}"))]
+    if not records:
+        return []
+    record = next((r for r in records if r.get("epoch") == best), records[-1])
+    train_value, val_value = float(record[f"train_{metric}"]), float(record[f"val_{metric}"])
+    support = sum(
+        c.get("support", 0) for c in data.metrics.get("validation", {}).get("per_class", {}).values()
+    )
+    # Binomial standard error of the validation estimate: a gap inside 3 SE is noise.
+    se = math.sqrt(max(val_value * (1 - val_value), 0.01) / support) if support else 0.0
+    gap = train_value - val_value
+    if gap < GAP or gap < 3 * se:
+        return []
+    patch: dict[str, Any] = {}
+    weight_decay = data.setting("train.weight_decay")
+    if finite(weight_decay) and weight_decay < 0.1:
+        patch["train.weight_decay"] = 0.1
+    return [
+        finding(
+            "generalization_gap",
+            "warning",
+            f"Large gap between training and validation {metric}: {train_value:.2f} vs {val_value:.2f}",
+            {
+                "epoch": record.get("epoch"),
+                f"train_{metric}": rnd(train_value),
+                f"val_{metric}": rnd(val_value),
+                "gap": rnd(gap),
+                "validation_examples": support or None,
+                "validation_se": rnd(se) if se else None,
+            },
+            "The model fits the training data much better than unseen data. Regularise (raise "
+            "train.weight_decay, fewer epochs, a parameter-efficient strategy) or add training data; check "
+            "the data audit for leakage or a validation set drawn from a different distribution.",
+            patch,
+        )
+    ]
+
+
+def _stopped_early(data: RunData) -> bool:
+    reason = data.metrics.get("stop_reason") or ""
+    return any(e.get("event") == "early_stop" for e in data.events) or reason.startswith("early stopping")
+
+
+@rule("early_stopping")
+def early_stopping(data: RunData) -> list[Finding]:
+    if not _stopped_early(data):
+        return []
+    event = next((e for e in data.events if e.get("event") == "early_stop"), {})
+    reason = data.metrics.get("stop_reason") or event.get("message") or "early stopping"
+    epochs_run = data.metrics.get("epochs_run") or len(data.epochs)
+    return [
+        finding(
+            "early_stopping",
+            "info",
+            f"Early stopping ended training after epoch {epochs_run}",
+            {
+                "reason": reason,
+                "epochs_run": epochs_run,
+                "epochs_planned": data.setting("train.epochs"),
+                "best_epoch": data.metrics.get("best_epoch"),
+                "step": event.get("step"),
+            },
+            "Nothing to fix: validation stopped improving and the best epoch's weights were restored. Lower "
+            "train.epochs to save time on repeat runs.",
+        )
+    ]

@@ -1,0 +1,128 @@
+"""Rules over the training-loss curve: divergence, loss spikes, a flat loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.diagnosis.common import (
+    chance_loss,
+    finding,
+    lr_of,
+    median,
+    rnd,
+    series,
+    sig,
+    stabilising_patch,
+)
+from tunesmith.diagnosis.registry import rule
+from tunesmith.diagnosis.rundata import RunData
+from tunesmith.diagnosis.signals import FLAT_DROP, divergence, high_lr_divisor, loss_curve, lr_too_high
+from tunesmith.findings import Finding
+
+SPIKE_FACTOR = 2.0  # a logged loss this many times the median of the previous few is a spike
+SPIKE_MIN_JUMP = 0.3  # ... and at least this much higher in absolute terms (noise near zero loss)
+
+
+@rule("divergence")
+def diverging_loss(data: RunData) -> list[Finding]:
+    curve, reason = loss_curve(data), divergence(data)
+    if curve is None or reason is None:
+        return []
+    divisor = high_lr_divisor(data)
+    grad_norms = [v for _, v in series(data.steps, "grad_norm")]
+    evidence = {
+        "reason": reason,
+        "loss_start": rnd(curve.first),
+        "loss_min": rnd(curve.low),
+        "loss_end": rnd(curve.last),
+        "loss_peak": rnd(curve.peak),
+        "peak_step": curve.steps[curve.losses.index(curve.peak)],
+        "lr": lr_of(data),
+    }
+    if grad_norms:
+        evidence["max_grad_norm"] = rnd(max(grad_norms))
+    return [
+        finding(
+            "divergence",
+            "error",
+            f"Training diverged: {reason}",
+            evidence,
+            f"The learning rate is too high for this model and batch size. Lower train.lr about {divisor}x "
+            "(and keep warmup and gradient clipping on).",
+            stabilising_patch(data, divisor),
+        )
+    ]
+
+
+@rule("loss_spikes")
+def loss_spikes(data: RunData) -> list[Finding]:
+    curve = loss_curve(data)
+    if curve is None or divergence(data):
+        return []  # a diverged run gets the divergence finding instead
+    spikes = []
+    for i in range(3, len(curve.losses)):
+        reference = median(curve.losses[max(0, i - 5) : i])
+        if curve.losses[i] > SPIKE_FACTOR * reference and curve.losses[i] - reference > SPIKE_MIN_JUMP:
+            spikes.append((curve.steps[i], curve.losses[i] / reference))
+    if not spikes:
+        return []
+    return [
+        finding(
+            "loss_spikes",
+            "warning",
+            f"{len(spikes)} loss spike{'s' if len(spikes) > 1 else ''} during training",
+            {
+                "spikes": len(spikes),
+                "steps": [s for s, _ in spikes[:10]],
+                "largest_ratio_to_recent_median": rnd(max(r for _, r in spikes), 2),
+                "lr": lr_of(data),
+            },
+            "Sudden jumps in the loss mean some updates overshoot. Lower train.lr about 3x, and keep warmup "
+            "and gradient clipping on.",
+            stabilising_patch(data, 3),
+        )
+    ]
+
+
+@rule("flat_loss")
+def flat_loss(data: RunData) -> list[Finding]:
+    curve = loss_curve(data)
+    if curve is None or divergence(data) or curve.relative_drop >= FLAT_DROP:
+        return []
+    lr = lr_of(data)
+    chance = chance_loss(data)
+    evidence: dict[str, Any] = {
+        "loss_start": rnd(curve.first),
+        "loss_end": rnd(curve.last),
+        "relative_drop": rnd(curve.relative_drop),
+        "logged_steps": len(curve.losses),
+        "lr": lr,
+    }
+    at_chance = chance is not None and curve.last >= 0.95 * chance
+    if chance is not None:
+        evidence["chance_loss"] = rnd(chance)
+    title = "The training loss is flat" + (" at chance level" if at_chance else "")
+    summary = (
+        f"The loss fell only {max(curve.relative_drop, 0.0):.1%} over training: the model is not learning."
+    )
+    too_high = lr_too_high(data)
+    if too_high:
+        divisor = high_lr_divisor(data)
+        evidence["lr_too_high"] = too_high
+        advice = (
+            f" Not because the learning rate is low: {too_high}. Lower train.lr about {divisor}x "
+            f"(from {lr:g} to {sig(lr / divisor):g})."
+        )
+        return [
+            finding(
+                "flat_loss", "warning", title, evidence, summary + advice, stabilising_patch(data, divisor)
+            )
+        ]
+    factor = 10 if curve.relative_drop < 0.01 else 3
+    advice = (
+        f" Raise train.lr about {factor}x (from {lr:g} to {sig(lr * factor):g}); if the loss then falls but "
+        "is still falling at the end, also train more epochs."
+    )
+    return [
+        finding("flat_loss", "warning", title, evidence, summary + advice, {"train.lr": sig(lr * factor)})
+    ]

@@ -1,0 +1,107 @@
+"""Shared judgements several rules need, so their recommendations agree: is the learning rate too high?
+
+A run whose loss diverged or whose lower layers died (gradients collapsing after a spike) has a learning
+rate that is too high; rules that would otherwise recommend raising it (flat loss, collapsed predictions,
+vanishing gradients) recommend lowering it instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tunesmith.diagnosis.common import chance_loss, median, series
+from tunesmith.diagnosis.rundata import RunData
+
+MIN_POINTS = 5  # logged steps needed before judging a curve
+FLAT_DROP = 0.05  # under 5% relative decrease from the first to the last quarter counts as flat
+DEAD_DROP = 1e-2  # a layer whose gradient falls below 1% of its starting level has died
+
+
+@dataclass
+class Curve:
+    steps: list[int]
+    losses: list[float]
+    first: float  # median of the first quarter
+    last: float  # median of the last quarter
+    low: float
+    peak: float
+
+    @property
+    def relative_drop(self) -> float:
+        return (self.first - self.last) / self.first if self.first > 0 else 0.0
+
+
+def loss_curve(data: RunData) -> Curve | None:
+    points = series(data.steps, "loss")
+    if len(points) < MIN_POINTS:
+        return None
+    steps, losses = [s for s, _ in points], [v for _, v in points]
+    k = max(1, len(losses) // 4)
+    return Curve(steps, losses, median(losses[:k]), median(losses[-k:]), min(losses), max(losses))
+
+
+def divergence(data: RunData) -> str | None:
+    """Why the training loss counts as diverged, or None."""
+    curve = loss_curve(data)
+    if curve is None:
+        return None
+    if curve.last > 1.2 * curve.first and curve.last - curve.first > 0.1:
+        return "the loss ends higher than it started"
+    if curve.last > 2.0 * curve.low and curve.last - curve.low > 0.25:
+        return "the loss fell, then climbed back up"
+    chance = chance_loss(data)
+    reference = max(curve.losses[0], chance or 0.0)
+    if chance is not None and curve.peak > 3.0 * reference and curve.last >= 0.9 * chance:
+        return "the loss blew up and never got below chance level again"
+    return None
+
+
+def is_flat(data: RunData, threshold: float = FLAT_DROP) -> bool:
+    curve = loss_curve(data)
+    return curve is not None and curve.relative_drop < threshold and divergence(data) is None
+
+
+def layer_series(data: RunData, prefix: str) -> dict[str, list[tuple[int, float]]]:
+    """layer -> [(step, value)] for `grad_norm/` or `update_ratio/` keys; non-finite values kept."""
+    found: dict[str, list[tuple[int, float]]] = {}
+    for record in data.steps:
+        for key, value in record.items():
+            if key.startswith(prefix) and (value is None or isinstance(value, int | float)):
+                number = math.inf if value is None else float(value)
+                found.setdefault(key[len(prefix) :], []).append((int(record.get("step", 0)), number))
+    return found
+
+
+def dead_layers(data: RunData) -> dict[str, tuple[float, float]]:
+    """Layers whose gradient norm collapsed to under 1% of its starting level: layer -> (start, late)."""
+    dead = {}
+    for layer, points in layer_series(data, "grad_norm/").items():
+        values = [v for _, v in points if math.isfinite(v)]
+        if len(values) < 6:
+            continue
+        start, late = median(values[:3]), median(values[len(values) // 2 :])
+        if start > 0 and late < DEAD_DROP * start:
+            dead[layer] = (start, late)
+    return dead
+
+
+def lr_too_high(data: RunData) -> str | None:
+    """The evidence that the learning rate is too high, in words, or None."""
+    reason = divergence(data)
+    if reason:
+        return reason
+    dead = dead_layers(data)
+    if dead:
+        return f"the gradients of {', '.join(dead)} collapsed to under 1% of their starting size (dead units)"
+    return None
+
+
+def high_lr_divisor(data: RunData) -> int:
+    """How much to lower the learning rate: 10x for a blow-up or dead layers, else 3x."""
+    curve = loss_curve(data)
+    if dead_layers(data):
+        return 10
+    if curve and (curve.last > 2.0 * curve.first or curve.peak > 10.0 * curve.first):
+        return 10
+    return 3

@@ -1,0 +1,151 @@
+"""`adapter`: bottleneck adapters after the attention and feed-forward sublayers (Houlsby et al. 2019).
+
+An adapter is a child module of the output projection it follows, added to that projection's output by a
+forward hook: parameter names of the base model do not change, so the base weights load as usual and the
+adapter's own weights (with the layer norms and the head that train beside them) are saved on their own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from pydantic import Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from tunesmith.config.schema import StrategyConfig
+from tunesmith.errors import UserError
+from tunesmith.strategies.base import Strategy
+from tunesmith.strategies.blocks import find_blocks
+from tunesmith.strategies.options import Options, parse_options
+
+ADAPTER_TYPE = "tunesmith-bottleneck"
+# Output projections of the attention and feed-forward sublayers: BERT, GPT-2, Llama, DistilBERT, BART/OPT.
+ATTENTION_OUT = (
+    "attention.output.dense",
+    "attn.c_proj",
+    "self_attn.o_proj",
+    "attention.out_lin",
+    "self_attn.out_proj",
+)
+FEEDFORWARD_OUT = ("output.dense", "mlp.c_proj", "mlp.down_proj", "ffn.lin2", "fc2")
+
+
+class AdapterOptions(Options):
+    size: int = Field(64, gt=0, description="bottleneck width")
+    activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    layer_norms: bool = Field(True, description="train the layer norms too, as Houlsby et al. do")
+    targets: list[str] | None = Field(
+        None, description="module-name suffixes the adapters follow; detected when absent"
+    )
+
+
+class Bottleneck(nn.Module):
+    """x -> x + up(act(down(x))); `up` starts at zero, so a new adapter is the identity."""
+
+    def __init__(self, width: int, size: int, activation: str) -> None:
+        super().__init__()
+        self.down, self.up = nn.Linear(width, size), nn.Linear(size, width)
+        self.act = {"gelu": nn.GELU(), "relu": nn.ReLU(), "tanh": nn.Tanh()}[activation]
+        nn.init.normal_(self.down.weight, std=1e-2)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.up(self.act(self.down(x)))
+
+
+def _add_adapter(module: nn.Module, inputs: Any, output: Any) -> Any:
+    adapter: Any = module.adapter
+    return adapter(output) if isinstance(output, torch.Tensor) else (adapter(output[0]), *output[1:])
+
+
+def find_targets(model: nn.Module, suffixes: list[str] | None) -> list[str]:
+    layers_prefix = find_blocks(model).layers_prefix
+    names = [n for n, _ in model.named_modules() if n.startswith(layers_prefix)]
+    if suffixes:
+        found = [n for n in names if any(n.endswith("." + s) for s in suffixes)]
+        if not found:
+            raise UserError(
+                f"strategy.targets: no module in the transformer blocks ends with {', '.join(suffixes)}."
+            )
+        return found
+    attention = [n for n in names if n.endswith(ATTENTION_OUT)]
+    feedforward = [n for n in names if n.endswith(FEEDFORWARD_OUT) and n not in attention]
+    if not attention or not feedforward:
+        raise UserError("strategy.targets: cannot find the attention and feed-forward output projections of this "
+                        "model; set strategy.targets to their name suffixes (e.g. [attention.output.dense, output.dense]).")  # fmt: skip
+    return sorted(attention + feedforward)
+
+
+def _width(module: nn.Module) -> int:
+    weight = getattr(module, "weight", None)
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    if weight is not None and weight.dim() == 2:  # GPT-2's Conv1D stores (in, out)
+        return int(weight.shape[1])
+    raise UserError(f"strategy.targets: {type(module).__name__} has no output width; target Linear layers.")
+
+
+def inject(model: nn.Module, targets: list[str], size: int, activation: str) -> None:
+    modules = dict(model.named_modules())
+    for name in targets:
+        module = modules[name]
+        module.add_module("adapter", Bottleneck(_width(module), size, activation))
+        module.register_forward_hook(_add_adapter)
+    model._tunesmith_adapter = {"size": size, "activation": activation, "targets": targets}  # type: ignore[assignment]
+
+
+def is_adapted(model: nn.Module) -> bool:
+    return hasattr(model, "_tunesmith_adapter")
+
+
+def save_adapter(model: nn.Module, out_dir: Path, base: str | None = None) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trainable, str(out_dir / "adapter_model.safetensors"))
+    config = {"adapter_type": ADAPTER_TYPE, **model._tunesmith_adapter,  # type: ignore[dict-item]
+              "base_model_name_or_path": base or getattr(model.config, "_name_or_path", None)}  # fmt: skip
+    (out_dir / "adapter_config.json").write_text(json.dumps(config, indent=2))
+
+
+def load_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    inject(model, config["targets"], config["size"], config["activation"])
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    missing_from_model = set(weights) - set(model.state_dict())
+    if missing_from_model:
+        raise UserError(
+            f"{adapter_dir}: adapter weights do not fit the base model ({sorted(missing_from_model)[:3]})."
+        )
+    model.load_state_dict(weights, strict=False)
+    return model
+
+
+class AdapterStrategy(Strategy):
+    name = "adapter"
+    description = "bottleneck adapters after attention and feed-forward sublayers (+ layer norms, head) train"
+    options_model = AdapterOptions
+    recommended_lr = 5e-4
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        super().__init__(cfg)
+        self.options = parse_options(AdapterOptions, cfg)
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        o = self.options
+        blocks = find_blocks(model)
+        inject(model, find_targets(model, o.targets), o.size, o.activation)
+        norms = (
+            {f"{n}." for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
+            if o.layer_norms
+            else set()
+        )
+        for name, p in model.named_parameters():
+            head = not name.startswith(blocks.backbone_prefix + ".")
+            p.requires_grad_(head or ".adapter." in name or any(name.startswith(n) for n in norms))
+        return model

@@ -1,0 +1,140 @@
+"""`progressive`: gradual unfreezing from the top (ULMFiT; Lightning's BackboneFinetuning as a callback).
+
+Every block gets its optimizer parameter group up front (frozen ones included, their parameters simply have
+no gradient), so the optimizer's groups never change: a checkpoint's optimizer state always loads, and what
+is thawed is a pure function of the optimizer step, recomputed on resume rather than stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import torch
+from pydantic import Field
+
+from tunesmith.config.schema import StrategyConfig, TrainConfig
+from tunesmith.strategies.base import Strategy
+from tunesmith.strategies.blocks import Blocks, find_blocks
+from tunesmith.strategies.layerwise import layerwise_groups
+from tunesmith.strategies.options import Options, parse_options
+from tunesmith.strategies.prefix_cache import PrefixCache, keep_eval
+from tunesmith.training.callbacks.base import Callback, TrainContext
+
+log = logging.getLogger(__name__)
+
+
+class ProgressiveOptions(Options):
+    every: float = Field(
+        1.0, gt=0.0, description="epochs between thawing one more block; 0.5 = every half epoch"
+    )
+    initial: int = Field(0, ge=0, description="blocks below the head that train from the start")
+    embeddings: bool = Field(True, description="thaw the embeddings last, after every block")
+    decay: float = Field(1.0, gt=0.0, le=1.0, description="lr factor per block from the top (1 = same lr)")
+    head_multiplier: float = Field(1.0, gt=0.0, description="head lr = train.lr x head_multiplier")
+    cache: bool = Field(True, description="cache the outputs of the still-frozen bottom blocks")
+
+
+def thawed_blocks(step: int, steps_per_epoch: int, every: float, initial: int, total: int) -> int:
+    """Blocks below the head that train at optimizer step `step` (counted from the top)."""
+    period = max(every * steps_per_epoch, 1e-9)
+    return min(total, initial + math.floor(step / period + 1e-9))
+
+
+class ProgressiveStrategy(Strategy):
+    name = "progressive"
+    description = "gradual unfreezing: the head first, then one more block from the top every `every` epochs"
+    options_model = ProgressiveOptions
+    recommended_lr = 3e-4
+
+    def __init__(self, cfg: StrategyConfig) -> None:
+        super().__init__(cfg)
+        self.options = parse_options(ProgressiveOptions, cfg)
+        self.blocks: Blocks | None = None
+        self.model: torch.nn.Module | None = None
+        self.cache: PrefixCache | None = None
+        self.thawed = -1
+
+    @property
+    def units(self) -> list[int]:
+        """Block ids in thawing order: top layer first, embeddings (-1) last when enabled."""
+        assert self.blocks is not None
+        n = len(self.blocks.layers)
+        return list(range(n - 1, -1, -1)) + ([-1] if self.options.embeddings else [])
+
+    def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
+        self.model, self.blocks = model, find_blocks(model)
+        if self.options.cache:
+            self.cache = PrefixCache(self.blocks)
+        self.thaw(min(self.options.initial, len(self.units)))
+        return model
+
+    def thaw(self, count: int) -> bool:
+        """Make exactly the top `count` blocks (and the head) trainable. Returns whether anything changed."""
+        if count == self.thawed:
+            return False
+        assert self.blocks is not None and self.model is not None
+        n = len(self.blocks.layers)
+        trainable = {n, *self.units[:count]}
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(self.blocks.block_of(name) in trainable)
+        for i, layer in enumerate(self.blocks.layers):
+            keep_eval(layer, i not in trainable, self.model.training)
+        embeddings_frozen = -1 not in trainable
+        for name, child in self.blocks.backbone.named_children():
+            if child is self.blocks.layers:
+                continue
+            below = self.blocks.block_of(f"{self.blocks.backbone_prefix}.{name}.x") < 0
+            if below or isinstance(child, torch.nn.Dropout):
+                keep_eval(child, embeddings_frozen, self.model.training)
+        if self.cache is not None:
+            self.cache.set_frozen(n - len([u for u in self.units[:count] if u >= 0]), embeddings_frozen)
+        self.thawed = count
+        return True
+
+    def param_groups(self, model: torch.nn.Module, train: TrainConfig) -> list[dict[str, Any]]:
+        assert self.blocks is not None
+        o = self.options
+        return layerwise_groups(
+            model, self.blocks, lr=train.lr, weight_decay=train.weight_decay, decay=o.decay,
+            head_multiplier=o.head_multiplier, only_trainable=False,
+        )  # fmt: skip
+
+    def callbacks(self) -> list[Callback]:
+        return [Unfreeze(self)]
+
+
+class Unfreeze(Callback):
+    name = "progressive_unfreezing"
+
+    def __init__(self, strategy: ProgressiveStrategy) -> None:
+        self.strategy = strategy
+
+    def _apply(self, ctx: TrainContext) -> bool:
+        o, units = self.strategy.options, self.strategy.units
+        count = thawed_blocks(ctx.step, ctx.steps_per_epoch, o.every, min(o.initial, len(units)), len(units))
+        changed = self.strategy.thaw(count)
+        if changed:
+            trainable = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
+            log.info(
+                "step %d: %d of %d blocks thawed; %s parameters train",
+                ctx.step,
+                count,
+                len(units),
+                f"{trainable:,}",
+            )
+        return changed
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        self._apply(ctx)
+
+    def on_step_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
+        # At an epoch's end the thaw waits for on_epoch_end, so validation still reads the cached outputs.
+        if ctx.step % max(ctx.steps_per_epoch, 1) and self._apply(ctx) and record:
+            record["thawed_blocks"] = self.strategy.thawed
+
+    def on_epoch_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
+        record["thawed_blocks"] = self.strategy.thawed  # the blocks that trained at the end of this epoch
+        record["trainable_params"] = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
+        self._apply(ctx)

@@ -1,0 +1,101 @@
+"""MLflow: params (the flattened recipe), step and epoch metrics in a local store.
+
+The store is `sqlite:///RUN_DIR/mlflow.db` unless MLFLOW_TRACKING_URI says otherwise (`mlflow ui
+--backend-store-uri sqlite:///RUN_DIR/mlflow.db` opens it). The run id is checkpointed so a resumed run
+keeps logging into the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tunesmith.tracking.common import flatten, metric_name, recipe_dict, scalars
+from tunesmith.training.callbacks.base import Callback
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from tunesmith.training.callbacks.base import TrainContext
+
+EXPERIMENT = "tunesmith"
+_PARAM_VALUE_LIMIT = 500  # the smallest limit across MLflow versions and backends
+_BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch
+
+
+class MLflowTracker(Callback):
+    name = "mlflow"
+
+    def __init__(self, tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment = experiment
+        self.run_id: str | None = None
+        self._client: MlflowClient | None = None
+
+    def on_train_start(self, ctx: TrainContext) -> None:
+        if not ctx.accelerator.is_main_process:
+            return
+        from mlflow.tracking import MlflowClient
+
+        run_dir = Path(ctx.extra["run_dir"])
+        uri = (
+            self.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{run_dir.resolve()}/mlflow.db"
+        )
+        self.tracking_uri = uri
+        client = MlflowClient(tracking_uri=uri)
+        self._client = client
+        if self.run_id is not None:  # resumed: keep logging into the same run
+            client.update_run(self.run_id, status="RUNNING")
+            return
+        experiment = client.get_experiment_by_name(self.experiment)
+        if experiment is None:
+            # Keep artifacts beside the run instead of ./mlruns in whatever directory the user started from.
+            artifacts = (run_dir.resolve() / "mlartifacts").as_uri()
+            experiment_id = client.create_experiment(self.experiment, artifact_location=artifacts)
+        else:
+            experiment_id = experiment.experiment_id
+        recipe = recipe_dict(ctx.recipe)
+        run_name = str(recipe.get("output", {}).get("name") or run_dir.name)
+        run = client.create_run(experiment_id, run_name=run_name, tags={"tunesmith.run_dir": str(run_dir)})
+        self.run_id = run.info.run_id
+        self._log_params(flatten(recipe))
+
+    def _log_params(self, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        assert self._client is not None and self.run_id is not None
+        items = [Param(key, value[:_PARAM_VALUE_LIMIT]) for key, value in params.items()]
+        for start in range(0, len(items), 100):
+            self._client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def _log(self, kind: str, ctx: TrainContext, record: dict[str, Any]) -> None:
+        if self._client is None or self.run_id is None or not record:
+            return
+        from mlflow.entities import Metric
+
+        step = int(record.get("step", ctx.step))
+        now = int(time.time() * 1000)
+        metrics = [Metric(metric_name(kind, k), v, now, step) for k, v in scalars(record).items()]
+        for start in range(0, len(metrics), _BATCH):
+            self._client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
+
+    def on_step_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
+        self._log("step", ctx, record)
+
+    def on_epoch_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
+        self._log("epoch", ctx, record)
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        if self._client is not None and self.run_id is not None:
+            self._client.set_terminated(self.run_id, status="FINISHED")
+            self._client = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.run_id = state.get("run_id")

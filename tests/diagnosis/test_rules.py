@@ -1,0 +1,304 @@
+"""Scripted histories map to the expected findings; healthy ones raise no problem."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from scripted import LABELS, RECIPE, decaying, healthy_epochs, make_run
+
+from tunesmith.config.schema import Recipe
+from tunesmith.diagnosis import RULES, diagnose_data, rule
+from tunesmith.findings import Finding
+
+
+def ids(findings: list[Finding]) -> list[str]:
+    return [f.id for f in findings]
+
+
+def problems(findings: list[Finding]) -> list[str]:
+    return [f.id for f in findings if f.severity != "info"]
+
+
+def only(findings: list[Finding], rule_id: str) -> Finding:
+    matching = [f for f in findings if f.id == rule_id]
+    assert len(matching) == 1, ids(findings)
+    return matching[0]
+
+
+def assert_valid_patch(finding: Finding) -> None:
+    """A config_patch must apply cleanly to a real recipe: every key exists and every value validates."""
+    assert finding.config_patch, finding.id
+    recipe: dict[str, Any] = {"data": dict(RECIPE["data"]), "train": {}}
+    for dotted, value in finding.config_patch.items():
+        node = recipe
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    Recipe.model_validate(recipe)
+
+
+HEALTHY_MONITOR = {
+    "grad_norm/embeddings": [0.3 + 0.05 * math.sin(i) for i in range(30)],
+    "grad_norm/block.0": [0.1 + 0.02 * math.sin(i) for i in range(30)],
+    "grad_norm/block.1": [0.15 + 0.02 * math.cos(i) for i in range(30)],
+    "grad_norm/head": [1.0 + 0.2 * math.sin(i) for i in range(30)],
+    "update_ratio/block.0": [1e-3] * 30,
+    "update_ratio/head": [5e-3] * 30,
+}
+
+
+def test_healthy_run_raises_no_problem() -> None:
+    found = diagnose_data(make_run(epochs=healthy_epochs(3), monitor=HEALTHY_MONITOR))
+    assert problems(found) == []
+
+
+def test_healthy_noisy_run_raises_no_problem() -> None:
+    losses = [v + 0.08 * math.sin(i * 2.3) for i, v in enumerate(decaying(40))]
+    epochs = healthy_epochs(4)
+    epochs[-1]["val_loss"] = epochs[-2]["val_loss"] + 0.03  # within noise: se 0.04
+    assert problems(diagnose_data(make_run(losses, epochs, monitor=HEALTHY_MONITOR))) == []
+
+
+def test_diverging_loss() -> None:
+    losses = decaying(12, end=0.7) + [0.9, 1.4, 2.2, 3.5, 5.0, 7.5, 9.0, 9.5]
+    found = diagnose_data(make_run(losses, healthy_epochs(2)))
+    divergence = only(found, "training.divergence")
+    assert divergence.severity == "error"
+    assert divergence.evidence["loss_end"] > divergence.evidence["loss_start"]
+    assert divergence.config_patch == {"train.lr": 5e-6}  # a 10x cut for a loss that ends far above its start
+    assert "training.flat_loss" not in ids(found) and "training.loss_spikes" not in ids(found)
+    assert_valid_patch(divergence)
+
+
+def test_loss_that_blows_up_and_stays_at_chance_is_divergence() -> None:
+    losses = [1.1, 4.5, 3.0, 2.6, 2.0, 1.6, 1.3, 1.2, 1.15, 1.12, 1.1, 1.13]
+    assert "training.divergence" in ids(diagnose_data(make_run(losses)))
+
+
+def test_loss_spikes_without_divergence() -> None:
+    losses = decaying(30)
+    losses[12] = losses[11] * 3
+    losses[20] = losses[19] * 4
+    spikes = only(diagnose_data(make_run(losses)), "training.loss_spikes")
+    assert spikes.evidence["steps"] == [130, 210]
+    assert spikes.config_patch == {"train.lr": pytest.approx(1.7e-5)}
+
+
+def test_overfitting_from_epoch_3() -> None:
+    epochs = [
+        {"train_loss": 1.0, "val_loss": 0.90, "val_loss_se": 0.02},
+        {"train_loss": 0.7, "val_loss": 0.70, "val_loss_se": 0.02},
+        {"train_loss": 0.4, "val_loss": 0.78, "val_loss_se": 0.03},
+        {"train_loss": 0.2, "val_loss": 0.90, "val_loss_se": 0.03},
+        {"train_loss": 0.1, "val_loss": 1.05, "val_loss_se": 0.04},
+    ]
+    found = only(diagnose_data(make_run(epochs=epochs)), "training.overfitting")
+    assert found.title.startswith("Overfitting from epoch 3")
+    assert found.evidence["best_val_loss_epoch"] == 2
+    assert found.evidence["epochs_rising"] == 3
+    assert found.evidence["rise_in_se"] > 2
+    assert found.config_patch == {"train.epochs": 2, "train.weight_decay": 0.1}
+    assert_valid_patch(found)
+
+
+def test_rising_validation_loss_within_noise_is_not_overfitting() -> None:
+    epochs = [
+        {"train_loss": 1.0, "val_loss": 0.90, "val_loss_se": 0.2},
+        {"train_loss": 0.7, "val_loss": 0.70, "val_loss_se": 0.2},
+        {"train_loss": 0.4, "val_loss": 0.78, "val_loss_se": 0.2},
+        {"train_loss": 0.2, "val_loss": 0.90, "val_loss_se": 0.2},
+    ]
+    assert "training.overfitting" not in ids(diagnose_data(make_run(epochs=epochs)))
+
+
+def test_one_rising_epoch_is_not_overfitting() -> None:
+    epochs = healthy_epochs(3)
+    epochs[-1]["val_loss"] = 1.5
+    assert "training.overfitting" not in ids(diagnose_data(make_run(epochs=epochs)))
+
+
+def test_flat_loss_recommends_a_higher_learning_rate() -> None:
+    losses = [1.0986 + 0.002 * math.sin(i) for i in range(30)]
+    found = diagnose_data(make_run(losses, recipe={"train": {"lr": 1e-7}}))
+    flat = only(found, "training.flat_loss")
+    assert flat.title == "The training loss is flat at chance level"
+    assert flat.config_patch == {"train.lr": 1e-6}
+    assert_valid_patch(flat)
+
+
+def test_flat_loss_with_dead_layers_recommends_a_lower_learning_rate() -> None:
+    losses = [1.12 + 0.05 * math.sin(i) for i in range(30)]
+    monitor = {
+        "grad_norm/embeddings": [0.4, 0.1, 0.07, 24.0] + [1e-5] * 26,
+        "grad_norm/head": [0.7, 0.4, 0.8] + [1.5] * 27,
+    }
+    found = diagnose_data(make_run(losses, monitor=monitor, recipe={"train": {"lr": 0.05}}))
+    assert only(found, "training.flat_loss").config_patch == {"train.lr": 0.005}
+    assert only(found, "training.vanishing_gradients").config_patch == {"train.lr": 0.005}
+    assert "training.exploding_gradients" in ids(found)
+
+
+def test_still_improving_recommends_more_epochs() -> None:
+    epochs = [
+        {"train_loss": 1.0, "val_loss": 1.0, "val_loss_se": 0.02, "val_macro_f1": 0.3, "train_accuracy": 0.5},
+        {
+            "train_loss": 0.8,
+            "val_loss": 0.85,
+            "val_loss_se": 0.02,
+            "val_macro_f1": 0.4,
+            "train_accuracy": 0.6,
+        },
+        {"train_loss": 0.6, "val_loss": 0.7, "val_loss_se": 0.02, "val_macro_f1": 0.5, "train_accuracy": 0.7},
+    ]
+    found = only(
+        diagnose_data(make_run(epochs=epochs, recipe={"train": {"epochs": 3}})), "training.underfitting"
+    )
+    assert found.severity == "warning" and found.config_patch == {"train.epochs": 6}
+
+
+def test_collapsed_predictions() -> None:
+    confusion = [[0, 0, 20], [0, 0, 15], [0, 1, 64]]
+    found = diagnose_data(make_run(losses=decaying(30, end=0.85), confusion=confusion))
+    collapsed = only(found, "training.collapsed_predictions")
+    assert collapsed.severity == "error"
+    assert collapsed.evidence["predicted_class"] == "positive"
+    assert collapsed.evidence["predicted_share"] == pytest.approx(0.99)
+    assert collapsed.evidence["true_share"] == pytest.approx(0.65)
+    assert collapsed.config_patch == {"train.class_weights": True, "train.lr": 1.5e-4}
+    assert_valid_patch(collapsed)
+
+
+def test_collapse_with_class_weights_on_and_a_falling_loss_raises_lr() -> None:
+    confusion = [[0, 0, 20], [0, 0, 15], [0, 0, 65]]
+    run = make_run(
+        losses=decaying(30, end=0.3), confusion=confusion, recipe={"train": {"class_weights": True}}
+    )
+    assert only(diagnose_data(run), "training.collapsed_predictions").config_patch == {"train.lr": 1.5e-4}
+
+
+def test_majority_share_matching_the_data_is_not_collapse() -> None:
+    confusion = [[3, 0, 2], [0, 2, 1], [1, 0, 91]]
+    assert "training.collapsed_predictions" not in ids(diagnose_data(make_run(confusion=confusion)))
+
+
+def test_zero_recall_class() -> None:
+    confusion = [[40, 0, 10], [12, 0, 28], [5, 0, 55]]
+    predictions = [
+        {
+            "row": i,
+            "text": "t",
+            "label": "neutral",
+            "pred": "positive",
+            "probs": [0.1, 0.2, 0.7],
+            "group": None,
+        }
+        for i in range(3)
+    ] + [
+        {
+            "row": 9,
+            "text": "t",
+            "label": "negative",
+            "pred": "negative",
+            "probs": [0.8, 0.1, 0.1],
+            "group": None,
+        }
+    ]
+    found = diagnose_data(make_run(confusion=confusion, predictions=predictions))
+    zero = only(found, "training.zero_recall")
+    assert zero.evidence["classes"] == ["neutral"]
+    assert zero.evidence["support"] == {"neutral": 40}
+    assert zero.rows == [0, 1, 2]
+    assert zero.config_patch == {"train.class_weights": True}
+    assert "training.collapsed_predictions" not in ids(found)
+
+
+@pytest.mark.parametrize(
+    ("event", "severity"), [("nan_rollback", "warning"), ("nan_skip", "warning"), ("nan_stop", "error")]
+)
+def test_nan_events(event: str, severity: str) -> None:
+    events = [{"step": 42, "event": event, "message": "loss is nan at step 42"}]
+    found = only(diagnose_data(make_run(events=events)), "training.nonfinite")
+    assert found.severity == severity
+    assert found.evidence["events"] == {event: 1} and found.evidence["first_step"] == 42
+    assert found.config_patch == {"train.lr": pytest.approx(1.7e-5)}
+
+
+def test_nan_loss_under_fp16_recommends_bf16() -> None:
+    losses = decaying(10) + [float("nan")]
+    found = only(diagnose_data(make_run(losses, metrics={"precision": "fp16"})), "training.nonfinite")
+    assert found.config_patch == {"train.precision": "bf16"}
+    assert_valid_patch(found)
+
+
+def test_exploding_layer() -> None:
+    monitor = dict(HEALTHY_MONITOR)
+    monitor["grad_norm/block.1"] = [0.15 * 1.3**i for i in range(30)]
+    found = only(diagnose_data(make_run(monitor=monitor)), "training.exploding_gradients")
+    assert list(found.evidence["layers"]) == ["block.1"]
+    assert found.evidence["layers"]["block.1"]["growth"] > 10
+    assert_valid_patch(found)
+
+
+def test_nonfinite_gradient_is_an_error() -> None:
+    monitor = dict(HEALTHY_MONITOR)
+    monitor["grad_norm/head"] = [1.0] * 10 + [float("inf")] + [1.0] * 19
+    found = only(diagnose_data(make_run(monitor=monitor)), "training.exploding_gradients")
+    assert found.severity == "error" and found.evidence["layers"] == {"head": {"first_nonfinite_step": 110}}
+
+
+def test_vanishing_layer_from_the_start() -> None:
+    monitor = dict(HEALTHY_MONITOR)
+    monitor["grad_norm/embeddings"] = [2e-5] * 30
+    found = only(diagnose_data(make_run(monitor=monitor)), "training.vanishing_gradients")
+    assert list(found.evidence["layers"]) == ["embeddings"]
+    assert found.config_patch == {"train.lr": 1.5e-4}
+
+
+def test_update_ratio_too_high() -> None:
+    monitor = dict(HEALTHY_MONITOR, **{"update_ratio/block.0": [0.08] * 30})
+    found = only(diagnose_data(make_run(monitor=monitor)), "training.update_ratio_high")
+    assert found.config_patch == {"train.lr": pytest.approx(1.7e-5)}
+
+
+def test_generalization_gap() -> None:
+    epochs = healthy_epochs(3)
+    epochs[-1].update(train_macro_f1=0.98, val_macro_f1=0.6)
+    found = only(diagnose_data(make_run(epochs=epochs)), "training.generalization_gap")
+    assert found.evidence["gap"] == pytest.approx(0.38)
+
+
+def test_early_stopping_is_info() -> None:
+    events = [{"step": 300, "event": "early_stop", "message": "no improvement in macro_f1 for 2 epochs"}]
+    run = make_run(
+        epochs=healthy_epochs(3),
+        events=events,
+        metrics={"stop_reason": "early stopping: no improvement in macro_f1 for 2 epochs", "best_epoch": 1},
+    )
+    found = only(diagnose_data(run), "training.early_stopping")
+    assert found.severity == "info" and found.config_patch is None
+    assert found.evidence["best_epoch"] == 1 and found.evidence["epochs_planned"] == 5
+
+
+def test_every_finding_is_well_formed_and_sorted() -> None:
+    losses = decaying(12, end=0.7) + [0.9, 1.4, 2.2, 3.5, 5.0, 7.5, 9.0, 9.5]
+    events = [{"step": 42, "event": "nan_stop", "message": "nan"}]
+    found = diagnose_data(make_run(losses, confusion=[[0, 0, 20], [0, 0, 15], [0, 0, 65]], events=events))
+    order = {"error": 0, "warning": 1, "info": 2}
+    assert [order[f.severity] for f in found] == sorted(order[f.severity] for f in found)
+    for f in found:
+        assert f.stage == "training" and f.id.startswith("training.") and f.recommendation and f.evidence
+        if f.config_patch:
+            assert_valid_patch(f)
+        Finding.from_dict(f.to_dict())
+
+
+def test_registry_rejects_duplicates_and_runs_a_subset() -> None:
+    assert {"overfitting", "divergence", "collapsed_predictions", "nonfinite", "zero_recall"} <= set(RULES)
+    with pytest.raises(ValueError, match="registered twice"):
+        rule("overfitting")(lambda data: [])
+    found = diagnose_data(make_run(confusion=[[0, 0, 20], [0, 0, 15], [0, 0, 65]]), rules=["zero_recall"])
+    assert ids(found) == ["training.zero_recall"]
+    assert LABELS
