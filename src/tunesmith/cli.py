@@ -213,6 +213,18 @@ def export_command(
     console.print(f"model: {export_model(run_dir, out, merge=merge)}")
 
 
+def _register_modules() -> None:
+    """Commands that live next to their feature (the doctor, the report)."""
+    from tunesmith.audit.command import doctor
+    from tunesmith.report.command import report
+
+    app.command("doctor")(user_errors(doctor))
+    app.command("report")(user_errors(report))
+
+
+_register_modules()
+
+
 def main() -> None:
     app()
 

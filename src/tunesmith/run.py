@@ -18,11 +18,13 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
+from tunesmith.audit import AuditReport, check_gate, run_audit
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.data.batching import collate, tokenize_texts
 from tunesmith.data.prepare import prepare_data
 from tunesmith.data.types import DataBundle, Split
+from tunesmith.diagnosis import diagnose
 from tunesmith.errors import UserError
 from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
 from tunesmith.evaluation.metrics import classification_metrics
@@ -30,10 +32,13 @@ from tunesmith.findings import Finding
 from tunesmith.forgetting import control as forgetting
 from tunesmith.models.loader import count_parameters, load_classifier
 from tunesmith.outputs import check_run_dir, resolve_run_dir, save_model, write_json, write_predictions
+from tunesmith.report import render_report
 from tunesmith.strategies.registry import get_strategy
+from tunesmith.tracking import make_trackers
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training.callbacks.base import Callback
 from tunesmith.training.callbacks.early_stopping import EarlyStopping
+from tunesmith.training.callbacks.monitor import GradientMonitor
 from tunesmith.training.loop import TrainOutcome, train
 from tunesmith.training.optim import make_optimizer, make_scheduler
 from tunesmith.training.precision import accelerate_mixed_precision, resolve_precision
@@ -97,10 +102,12 @@ def run(
         _check_resume_recipe(run_dir, recipe)
     precision = resolve_precision(recipe.train.precision)
     strategy = get_strategy(recipe.strategy)
-    _tables, bundle = prepare_data(recipe.data)
+    trackers = make_trackers(list(recipe.report_to))
+    tables, bundle = prepare_data(recipe.data)
     set_seed(recipe.train.seed)
     model, tokenizer, model_dir = load_classifier(recipe.model.name, bundle.labels, seed=recipe.train.seed)
     retain_plan = forgetting.plan(recipe, model_dir)
+    audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
 
     # ---- the run directory ----
     if overwrite and run_dir.exists():
@@ -111,6 +118,8 @@ def run(
     if resume_from is None:  # a fresh start (also a resume killed before its first checkpoint)
         (run_dir / "history.jsonl").unlink(missing_ok=True)
     (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
+    if audit is not None:
+        write_json(run_dir / "audit.json", audit.to_dict())
 
     # ---- model, strategy, optimizer ----
     model = strategy.prepare(model)
@@ -131,7 +140,7 @@ def run(
     if retain_plan is not None:
         retain = forgetting.start(retain_plan, recipe, accelerator.unwrap_model(model), tokenizer, collate_fn)
 
-    callbacks: list[Callback] = []
+    callbacks: list[Callback] = [GradientMonitor(), *trackers]
     es = recipe.train.early_stopping
     if es.patience:
         callbacks.append(EarlyStopping(recipe.eval.metric, es.patience, es.min_delta))
@@ -168,8 +177,23 @@ def run(
                 findings += found
         write_json(run_dir / "metrics.json", metrics)
         save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
+        findings = diagnose(run_dir) + findings
+        write_json(run_dir / "findings.json", [f.to_dict() for f in findings])
+        render_report(run_dir)
     accelerator.wait_for_everyone()
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
+
+
+def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:
+    """The data doctor as the first stage; audit.gate=error stops here, before the run directory exists."""
+    if recipe.audit.gate == "off":
+        return None
+    report = run_audit(tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length)
+    check_gate(report, recipe.audit.gate)
+    for finding in report.findings:
+        if finding.severity != "info":
+            log.warning("data audit [%s] %s", finding.severity, finding.title)
+    return report
 
 
 def _steps_per_epoch(n: int, recipe: Recipe, processes: int) -> int:

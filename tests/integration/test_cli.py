@@ -49,6 +49,24 @@ def test_console_script_runs_then_predicts(tmp_path: Path, recipe_dict: dict[str
     rows = [json.loads(line) for line in result.output.splitlines()]
     assert len(rows) == 3
     assert all(abs(sum(r["probs"].values()) - 1) < 1e-4 and r["label"] in r["probs"] for r in rows)
+    # every run audits its data first, diagnoses itself and writes a self-contained report
+    audit = json.loads((run_dir / "audit.json").read_text())
+    assert "train" in audit["stats"]["splits"]
+    findings = json.loads((run_dir / "findings.json").read_text())
+    assert all({"id", "severity", "recommendation"} <= set(f) for f in findings)
+    assert "<html" in (run_dir / "report.html").read_text()[:500].lower()
+    assert "report:" in done.stdout
+
+
+def test_audit_gate_error_stops_before_the_run_directory(
+    tmp_path: Path, recipe_dict: dict[str, Any], toy_files: dict[str, Path]
+) -> None:
+    # plant leakage: the test file repeats half of the training texts
+    train_lines = toy_files["train"].read_text().splitlines()
+    toy_files["test"].write_text("\n".join(train_lines[:80]) + "\n")
+    recipe_dict["audit"]["gate"] = "error"
+    _fails_cleanly(["run", str(_write(tmp_path, recipe_dict)), "--quiet"], "leakage", "audit.gate=warn")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_config_show_prints_defaults(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:

@@ -25,7 +25,9 @@ pytestmark = [
         not _REQUIRED and not Path(CHROMIUM).is_file() and shutil.which("chromium") is None,
         reason=f"chromium not installed ({CHROMIUM}): apt-get install -y chromium",
     ),
-    pytest.mark.skipif(not _REQUIRED and importlib.util.find_spec("playwright") is None, reason="playwright not installed"),
+    pytest.mark.skipif(
+        not _REQUIRED and importlib.util.find_spec("playwright") is None, reason="playwright not installed"
+    ),
 ]
 
 EXPECTED_PLOTS = ["step-loss", "epoch-loss", "epoch-metrics", "lr", "grad-flow", "update-ratio", "grad-norm",
