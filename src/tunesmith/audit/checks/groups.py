@@ -28,15 +28,16 @@ from tunesmith.findings import Finding
 VOCAB_ROWS = 200_000  # texts sampled for the vocabulary behind the cut-off-word test
 MIN_SHIFT_ROWS = 20
 _LETTER = re.compile(r"[^\W\d_]")
+_EXTRA = string.ascii_lowercase
 
 
 def groups(ctx: AuditContext) -> list[Finding]:
     if not ctx.has_group():
         return []
-    values = {s: ctx.frame(s)[GROUP].to_numpy(dtype=object) for s in ctx.splits}
+    values = ctx.groups
     counts = Counter(v for s in ctx.splits for v in values[s].tolist())
-    garbled = _garbled_values([v for v in counts if v is not None], _vocabulary(ctx))
-    garbled.update({None: "missing"} if None in counts else {})
+    garbled = _garbled_values([v for v in counts if isinstance(v, str)], _vocabulary(ctx))
+    garbled.update({v: "missing" for v in counts if not isinstance(v, str)})  # None or NaN from pandas
     rare = {v for v, c in counts.items() if c < ctx.cfg.group_min_count and v not in garbled}
     column = ctx.tables[ctx.splits[0]].column(GROUP)
     findings = []
@@ -80,7 +81,8 @@ def _reason(value: str, vocab: Counter[str]) -> str | None:
     for word in words(value.casefold()):
         if len(word) < 4 or not word.isalpha() or vocab[word]:
             continue
-        longer = [w for c in string.ascii_lowercase for w in (word + c, c + word) if vocab[w] >= 3]
+        # One letter more at either end (never a plural "s": "plaque" is not a cut-off "plaques").
+        longer = [w for c in _EXTRA for w in (word + c, c + word) if vocab[w] >= 3 and w != word + "s"]
         if longer:
             best = max(longer, key=lambda w: vocab[w])
             return f"'{word}' looks cut short of '{best}' ({vocab[best]} times in the texts)"
