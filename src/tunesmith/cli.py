@@ -220,6 +220,10 @@ def _register_modules() -> None:
 
     app.command("doctor")(user_errors(doctor))
     app.command("report")(user_errors(report))
+    from tunesmith.tuning import commands as tuning
+
+    for name, command in (("lr-find", tuning.lr_find), ("tune", tuning.tune), ("compare", tuning.compare)):
+        app.command(name)(user_errors(command))
 
 
 _register_modules()

@@ -21,6 +21,7 @@ from accelerate.utils import set_seed
 from tunesmith.audit import AuditReport, check_gate, run_audit
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
+from tunesmith.data.augment import with_balance_setting
 from tunesmith.data.batching import collate, tokenize_texts
 from tunesmith.data.prepare import prepare_data
 from tunesmith.data.types import DataBundle, Split
@@ -42,6 +43,7 @@ from tunesmith.training.callbacks.monitor import GradientMonitor
 from tunesmith.training.loop import TrainOutcome, train
 from tunesmith.training.optim import make_optimizer, make_scheduler
 from tunesmith.training.precision import accelerate_mixed_precision, resolve_precision
+from tunesmith.tuning import lr_auto
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +97,16 @@ def run(
     quiet: bool = False,
     extra_callbacks: list[Callback] | None = None,
 ) -> RunResult:
+    if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
+        from tunesmith.tuning.crossval import run_cv
+
+        return run_cv(recipe, resume=resume, overwrite=overwrite, quiet=quiet, extra_callbacks=extra_callbacks)
     # ---- validate everything up front: nothing touches the disk until this passes ----
+    recipe = with_balance_setting(recipe)  # data.balance: class-weights is train.class_weights: true
     run_dir = resolve_run_dir(recipe.output)
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
+        recipe = lr_auto.recorded_lr(run_dir, recipe)  # lr: auto resumes with the lr its range test picked
         _check_resume_recipe(run_dir, recipe)
     precision = resolve_precision(recipe.train.precision)
     strategy = get_strategy(recipe.strategy)
@@ -132,19 +140,24 @@ def run(
     train_data = encode(bundle.train, tokenizer, recipe.model.max_length)
     val_data = encode(bundle.validation, tokenizer, recipe.model.max_length)
     collate_fn = make_collate(tokenizer)
+    if recipe.train.lr == "auto":  # the lr range test picks train.lr; config.yaml records the value used
+        recipe = lr_auto.resolve_auto_lr(recipe, run_dir, model, strategy, train_data, collate_fn, accelerator)
+        (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
     optimizer = make_optimizer(strategy.param_groups(model, recipe.train), recipe.train)
     steps_per_epoch = _steps_per_epoch(len(train_data), recipe, accelerator.num_processes)
     scheduler = make_scheduler(optimizer, recipe.train, steps_per_epoch * recipe.train.epochs)
+    strategy.attach(optimizer, scheduler)  # progressive adds groups to both as blocks thaw
     model, optimizer = accelerator.prepare(model, optimizer)
     retain = None  # measured on the starting weights: a resumed run loads its checkpoint only inside train()
     if retain_plan is not None:
         retain = forgetting.start(retain_plan, recipe, accelerator.unwrap_model(model), tokenizer, collate_fn)
 
-    callbacks: list[Callback] = [GradientMonitor(), *trackers]
+    callbacks: list[Callback] = [GradientMonitor()]
     es = recipe.train.early_stopping
     if es.patience:
         callbacks.append(EarlyStopping(recipe.eval.metric, es.patience, es.min_delta))
     callbacks += strategy.callbacks() + (retain.callbacks if retain else []) + list(extra_callbacks or [])
+    callbacks += trackers  # last, so they log the keys the other callbacks add to each record
 
     # ---- training ----
     outcome = train(

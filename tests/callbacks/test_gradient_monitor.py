@@ -116,7 +116,7 @@ def test_update_ratio_matches_the_optimizer_step() -> None:
         weight = sum(float(before[n].square().sum()) for n in names) ** 0.5
         assert record[f"update_ratio/{layer}"] == pytest.approx(delta / weight, rel=1e-4)
         assert 0 < record[f"update_ratio/{layer}"] < 1
-    assert monitor.state_dict() == {"last_ratio_step": 4}
+    assert monitor.state_dict()["last_ratio_step"] == 4
     later = [take_step(monitor, ctx) for _ in range(4)]  # steps 5..8: ratio again at 8 only
     assert [any(k.startswith("update_ratio/") for k in r) for r in later] == [False, False, False, True]
 
@@ -146,3 +146,58 @@ def test_frozen_layers_are_not_reported_and_state_round_trips() -> None:
     restored = GradientMonitor()
     restored.load_state_dict(monitor.state_dict())
     assert restored.last_ratio_step == 1
+
+
+def test_global_grad_norm_filled_when_the_loop_did_not_clip() -> None:
+    model = tiny_bert()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ctx = fake_ctx(model, optimizer, log_every=1, monitor_every=100)
+    monitor = GradientMonitor()
+    monitor.on_train_start(ctx)
+    record = take_step(monitor, ctx)
+    grads = record.pop("_grads")
+    manual = sum(float(g.square().sum()) for g in grads.values()) ** 0.5
+    assert record["grad_norm"] == pytest.approx(manual, rel=1e-4)
+    # A norm the loop measured (clipping on) is kept as it is.
+    ctx.step = 1
+    loss = model(input_ids=torch.randint(0, 1000, (2, 8)), labels=torch.tensor([0, 1])).loss
+    loss.backward()
+    monitor.on_after_backward(ctx)
+    kept = {"kind": "step", "step": 2, "grad_norm": 123.0}
+    monitor.on_step_end(ctx, kept)
+    assert kept["grad_norm"] == 123.0
+
+
+def test_layers_are_indexed_again_when_blocks_thaw() -> None:
+    model = tiny_bert()
+    for name, p in model.named_parameters():
+        p.requires_grad_(not name.startswith("bert.encoder.layer.0."))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    ctx = fake_ctx(model, optimizer, log_every=1, monitor_every=100)
+    monitor = GradientMonitor()
+    monitor.on_train_start(ctx)
+    assert "block.0" not in monitor.layers
+    for p in model.parameters():  # progressive unfreezing thaws block 0
+        p.requires_grad_(True)
+    record = take_step(monitor, ctx)
+    assert "block.0" in monitor.layers and record["grad_norm/block.0"] > 0
+
+
+def test_paired_validation_noise_against_the_best_epoch() -> None:
+    monitor = GradientMonitor()
+    ctx = SimpleNamespace(epoch=0, extra={})
+    epochs = [[1.0, 0.8, 1.2, 0.9], [0.5, 0.4, 0.9, 0.6], [0.9, 0.4, 1.6, 0.7], [1.3, 0.6, 2.0, 0.7]]
+    records = []
+    for i, losses in enumerate(epochs):
+        ctx.epoch, ctx.extra["val_losses"] = i, torch.tensor(losses).numpy()
+        record: dict[str, Any] = {"kind": "epoch", "epoch": i + 1}
+        monitor.on_epoch_end(ctx, record)  # type: ignore[arg-type]
+        records.append(record)
+    assert "val_loss_paired_se" not in records[0]
+    assert [r.get("val_loss_ref_epoch") for r in records] == [None, 1, 2, 2]
+    diffs = torch.tensor(epochs[3]) - torch.tensor(epochs[1])
+    expected = float(diffs.std(unbiased=True) / len(diffs) ** 0.5)
+    assert records[3]["val_loss_paired_se"] == pytest.approx(expected, rel=1e-5)
+    restored = GradientMonitor()
+    restored.load_state_dict(monitor.state_dict())
+    assert restored.ref_epoch == 2 and restored.ref_losses == pytest.approx(epochs[1])

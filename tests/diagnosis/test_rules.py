@@ -114,6 +114,38 @@ def test_rising_validation_loss_within_noise_is_not_overfitting() -> None:
     assert "training.overfitting" not in ids(diagnose_data(make_run(epochs=epochs)))
 
 
+def _paired(epochs: list[dict[str, Any]], ref_epoch: int, paired_se: float) -> list[dict[str, Any]]:
+    epochs[-1].update(val_loss_ref_epoch=ref_epoch, val_loss_paired_se=paired_se)
+    return epochs
+
+
+def test_overfitting_judged_against_the_paired_noise() -> None:
+    # Per-example losses spread widely (large se of each mean), but the rise is consistent across the same
+    # examples (small paired se): that is overfitting.
+    epochs = [
+        {"train_loss": 1.0, "val_loss": 0.90, "val_loss_se": 0.3},
+        {"train_loss": 0.6, "val_loss": 0.70, "val_loss_se": 0.3},
+        {"train_loss": 0.3, "val_loss": 0.85, "val_loss_se": 0.3},
+        {"train_loss": 0.1, "val_loss": 1.00, "val_loss_se": 0.3},
+    ]
+    found = only(diagnose_data(make_run(epochs=_paired(epochs, 2, 0.05))), "training.overfitting")
+    assert found.evidence["noise_from"] == "paired per-example differences"
+    assert found.evidence["rise_in_se"] == pytest.approx(6.0)
+    assert found.config_patch == {"train.epochs": 2, "train.weight_decay": 0.1}
+
+
+def test_rise_within_the_paired_noise_is_not_overfitting() -> None:
+    epochs = [
+        {"train_loss": 1.0, "val_loss": 0.90, "val_loss_se": 0.01},
+        {"train_loss": 0.6, "val_loss": 0.70, "val_loss_se": 0.01},
+        {"train_loss": 0.3, "val_loss": 0.75, "val_loss_se": 0.01},
+        {"train_loss": 0.1, "val_loss": 0.80, "val_loss_se": 0.01},
+    ]
+    assert "training.overfitting" in ids(diagnose_data(make_run(epochs=[dict(e) for e in epochs])))
+    found = diagnose_data(make_run(epochs=_paired(epochs, 2, 0.08)))
+    assert "training.overfitting" not in ids(found)
+
+
 def test_one_rising_epoch_is_not_overfitting() -> None:
     epochs = healthy_epochs(3)
     epochs[-1]["val_loss"] = 1.5
@@ -177,6 +209,16 @@ def test_collapse_with_class_weights_on_and_a_falling_loss_raises_lr() -> None:
         losses=decaying(30, end=0.3), confusion=confusion, recipe={"train": {"class_weights": True}}
     )
     assert only(diagnose_data(run), "training.collapsed_predictions").config_patch == {"train.lr": 1.5e-4}
+
+
+def test_collapse_with_a_flat_loss_raises_lr_instead_of_weighting_classes() -> None:
+    confusion = [[0, 0, 20], [0, 0, 15], [0, 0, 65]]
+    losses = [1.0986 + 0.002 * math.sin(i) for i in range(30)]
+    found = diagnose_data(make_run(losses, confusion=confusion, recipe={"train": {"lr": 1e-7}}))
+    collapsed = only(found, "training.collapsed_predictions")
+    assert collapsed.config_patch == {"train.lr": 1e-6}  # agrees with the flat-loss finding
+    assert only(found, "training.flat_loss").config_patch == {"train.lr": 1e-6}
+    assert "train.lr" in collapsed.recommendation
 
 
 def test_majority_share_matching_the_data_is_not_collapse() -> None:
@@ -261,6 +303,21 @@ def test_update_ratio_too_high() -> None:
     monitor = dict(HEALTHY_MONITOR, **{"update_ratio/block.0": [0.08] * 30})
     found = only(diagnose_data(make_run(monitor=monitor)), "training.update_ratio_high")
     assert found.config_patch == {"train.lr": pytest.approx(1.7e-5)}
+
+
+def test_update_ratio_too_low() -> None:
+    monitor = dict(HEALTHY_MONITOR, **{"update_ratio/block.0": [1e-7] * 30})
+    found = only(diagnose_data(make_run(monitor=monitor)), "training.update_ratio_low")
+    assert found.severity == "info" and found.config_patch == {"train.lr": 5e-4}
+
+
+def test_generalization_gap_inside_the_validation_noise_is_not_reported() -> None:
+    epochs = healthy_epochs(3)
+    epochs[-1].update(train_macro_f1=0.98, val_macro_f1=0.6)
+    confusion = [[2, 0, 0], [0, 1, 1], [0, 0, 2]]  # 6 validation examples: a 0.38 gap is noise
+    assert "training.generalization_gap" not in ids(
+        diagnose_data(make_run(epochs=epochs, confusion=confusion))
+    )
 
 
 def test_generalization_gap() -> None:

@@ -105,8 +105,11 @@ def test_forgetting_is_measured_on_a_planted_sequential_task(task_a: dict[str, P
         f["drop"]
     )
     [finding] = [x for x in result.findings if x.id == "forgetting.drop"]
-    assert finding.severity == "warning" and "forgetting.method" in finding.recommendation
-    assert finding.config_patch and finding.config_patch["forgetting.method"] in {"ewc", "l2sp", "replay"}
+    # The warning names the method and the setting to try, and carries them as a config patch.
+    assert finding.severity == "warning" and finding.evidence["method"] == "none"
+    assert "forgetting.method: replay" in finding.recommendation
+    assert "forgetting.replay_fraction: 0.25" in finding.recommendation
+    assert finding.config_patch == {"forgetting.method": "replay", "forgetting.replay_fraction": 0.25}
 
 
 @pytest.mark.parametrize("method", ["l2sp", "ewc"])
@@ -181,12 +184,12 @@ def test_ewc_and_l2sp_penalties_are_zero_at_the_anchor_and_grow_after_a_step(ret
     values = np.concatenate([f.flatten().numpy() for f in fisher.values()])
     assert values.max() == 1.0 and values.min() >= 0.0 and 0.005 < np.mean(values == 1.0) < 0.02
     ewc, l2sp = Penalty("ewc", params, 1.0, fisher), Penalty("l2sp", params, 1.0)
-    assert float(ewc.penalty()) == 0.0 and float(l2sp.penalty()) == 0.0
+    assert float(ewc.penalty().detach()) == 0.0 and float(l2sp.penalty().detach()) == 0.0
     _sgd_step(model, data, collate)
-    first_ewc, first_l2sp = float(ewc.penalty()), float(l2sp.penalty())
+    first_ewc, first_l2sp = float(ewc.penalty().detach()), float(l2sp.penalty().detach())
     assert first_ewc > 0.0 and first_l2sp > 0.0
     _sgd_step(model, data, collate)
-    assert float(l2sp.penalty()) > first_l2sp
+    assert float(l2sp.penalty().detach()) > first_l2sp and float(ewc.penalty().detach()) > first_ewc
     # The penalty's gradient pulls each weight back towards its anchor.
     ewc.penalty().backward()
     p, a = params[0][1], ewc.anchor[0]

@@ -81,6 +81,10 @@ def test_options_are_validated_with_the_key_and_valid_values() -> None:
         UserError, match=r"strategy\.rank: not an option of strategy 'lora'; its options are: r, alpha"
     ):
         get_strategy(cfg("lora", rank=4))
+    with pytest.raises(UserError, match=r"strategy\.alpah: not an option .*did you mean 'strategy\.alpha'\?"):
+        get_strategy(cfg("lora", alpah=4))
+    with pytest.raises(UserError, match=r"strategy\.evry: .*did you mean 'strategy\.every'\?"):
+        get_strategy(cfg("progressive", evry=2))
     with pytest.raises(UserError, match=r"strategy\.r: Input should be greater than 0"):
         get_strategy(cfg("lora", r=0))
     with pytest.raises(UserError, match=r"strategy\.init: Input should be 'random' or 'text'"):
@@ -88,9 +92,29 @@ def test_options_are_validated_with_the_key_and_valid_values() -> None:
     with pytest.raises(UserError, match=r"'full' takes no options; remove strategy\.decay"):
         get_strategy(cfg("full", decay=0.9))
     with pytest.raises(
-        UserError, match=r"strategy\.name: unknown strategy 'lorra'; choose one of: frozen, full"
+        UserError,
+        match=r"strategy\.name: unknown strategy 'lorra'; did you mean 'lora'\? choose one of: frozen, full",
     ):
         get_strategy(cfg("lorra"))
+    with pytest.raises(UserError, match=r"did you mean 'prompt-tuning'\?"):
+        get_strategy(cfg("prompt_tuning"))
+
+
+def test_a_bad_option_exits_2_from_the_cli_before_the_run_starts(
+    recipe_dict: dict[str, Any], tmp_path: Path
+) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from tunesmith.cli import app
+
+    recipe_dict["strategy"] = {"name": "lora", "r": 4, "alpah": 8}
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict))
+    result = CliRunner().invoke(app, ["run", str(path)])
+    assert result.exit_code == 2
+    assert "strategy.alpah: not an option of strategy 'lora'; did you mean 'strategy.alpha'?" in result.output
+    assert not (Path(recipe_dict["output"]["dir"]) / "toy").exists()
 
 
 def test_discriminative_learning_rates_decay_from_the_top(tiny_classifier: Any) -> None:
@@ -114,37 +138,60 @@ def test_unfreezing_schedule() -> None:
     assert [thawed_blocks(s, 10, 2.0, 1, 3) for s in (0, 19, 20, 40)] == [1, 1, 2, 3]
 
 
-def test_progressive_thaws_blocks_from_the_top_and_keeps_every_group(tiny_classifier: Any) -> None:
+def test_progressive_thaws_from_the_top_and_adds_parameter_groups(tiny_classifier: Any) -> None:
     from tunesmith.config.schema import TrainConfig
+    from tunesmith.training.optim import make_optimizer, make_scheduler
 
-    strategy: Any = get_strategy(cfg("progressive"))
+    train = TrainConfig(lr=1e-3, warmup_ratio=0.0, schedule="linear")
+    strategy: Any = get_strategy(cfg("progressive", decay=0.5, head_multiplier=2.0))
     model = strategy.prepare(tiny_classifier)
     blocks = find_blocks(model)
-    groups = strategy.param_groups(model, TrainConfig(lr=1e-3))
-    # Groups for every block exist up front, frozen ones included: the optimizer never changes shape.
-    assert sum(p.numel() for g in groups for p in g["params"]) == TOTAL
-    assert [g["name"] for g in groups if not g["name"].endswith("no_decay")] == [
-        "head",
-        "layer1",
-        "layer0",
-        "embeddings",
-    ]
+    optimizer = make_optimizer(strategy.param_groups(model, train), train)
+    scheduler = make_scheduler(optimizer, train, total_steps=10)
+    strategy.attach(optimizer, scheduler)
 
     def training_blocks() -> set[int]:
         return {blocks.block_of(n) for n, p in model.named_parameters() if p.requires_grad}
 
-    expected = [{2}, {2, 1}, {2, 1, 0}, {2, 1, 0, -1}]
-    for count, blocks_on in enumerate(expected):
-        strategy.thaw(count)
+    def group_names() -> list[str]:
+        return [g["name"] for g in optimizer.param_groups]
+
+    # At the start only the head (with the pooler above the blocks) is in the optimizer.
+    assert training_blocks() == {2} and group_names() == ["head", "head.no_decay"]
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == HEAD + POOLER
+    for _ in range(5):  # half-way down the linear schedule: every lr is half its peak
+        optimizer.step()
+        scheduler.step()
+    expected = [({2, 1}, ["layer1", "layer1.no_decay"]), ({2, 1, 0}, ["layer0", "layer0.no_decay"]),
+                ({2, 1, 0, -1}, ["embeddings", "embeddings.no_decay"])]  # fmt: skip
+    names = group_names()
+    for count, (blocks_on, added) in enumerate(expected, start=1):
+        assert strategy.thaw(count)
         assert training_blocks() == blocks_on
-    # Frozen blocks stay in eval mode (no dropout) whatever model.train() says; thawed ones follow it.
+        names += added
+        assert group_names() == names
+    # Each new group is on the schedule at its layer-wise peak: head 2e-3, layer1 1e-3, layer0 5e-4, ...
+    peaks = {"head": 2e-3, "layer1": 1e-3, "layer0": 5e-4, "embeddings": 2.5e-4}
+    for group in optimizer.param_groups:
+        assert group["lr"] == pytest.approx(0.5 * peaks[group["name"].split(".")[0]])
+    assert scheduler.base_lrs == pytest.approx([peaks[n.split(".")[0]] for n in names])
+    assert sum(p.numel() for g in optimizer.param_groups for p in g["params"]) == TOTAL
+    scheduler.step()  # the scheduler now drives the added groups too
+    assert optimizer.param_groups[-1]["lr"] == pytest.approx(0.4 * peaks["embeddings"])
+    with pytest.raises(ValueError, match="cannot freeze blocks again"):
+        strategy.thaw(1)
+
+
+def test_frozen_blocks_stay_in_eval_mode(tiny_classifier: Any) -> None:
+    strategy: Any = get_strategy(cfg("progressive"))
+    model = strategy.prepare(tiny_classifier)
+    blocks = find_blocks(model)
     strategy.thaw(1)
-    model.train()
-    assert (
-        blocks.layers[1].training
-        and not blocks.layers[0].training
-        and not blocks.backbone.embeddings.training
-    )
+    model.train()  # frozen blocks keep eval mode (no dropout) whatever model.train() says; thawed ones follow
+    assert blocks.layers[1].training and not blocks.layers[0].training
+    assert not blocks.backbone.embeddings.training
+    strategy.thaw(3)
+    assert blocks.layers[0].training and blocks.backbone.embeddings.training
 
 
 def _tiny_gpt2() -> Any:

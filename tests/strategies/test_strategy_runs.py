@@ -16,8 +16,8 @@ from conftest import toy_rows, write_tsv
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.errors import UserError
-from tunesmith.export import export_model, load_trained
-from tunesmith.models.loader import load_classifier, load_tokenizer
+from tunesmith.export import export_model
+from tunesmith.models.loader import load_classifier
 from tunesmith.predict import predict
 from tunesmith.run import run
 from tunesmith.strategies.blocks import find_blocks, unwrap_hf
@@ -94,19 +94,30 @@ def test_frozen_backbone_is_bit_identical_and_its_features_are_cached(
     assert len(list((tmp_path / "features").glob("*.safetensors"))) == 2
 
 
-def test_progressive_caches_frozen_blocks_and_records_the_schedule(recipe_dict: dict[str, Any]) -> None:
+@pytest.mark.parametrize("cache_mb", [2048.0, 0.0])
+def test_progressive_caches_frozen_blocks_and_records_the_schedule(
+    recipe_dict: dict[str, Any], cache_mb: float
+) -> None:
     counter = CountCalls()
-    recipe = _recipe(recipe_dict, "progressive", {"name": "progressive", "every": 2}, epochs=4)
-    result = run(recipe, quiet=True, extra_callbacks=[counter])
+    strategy = {"name": "progressive", "every": 2, "cache_mb": cache_mb}
+    result = run(
+        _recipe(recipe_dict, "progressive", strategy, epochs=4), quiet=True, extra_callbacks=[counter]
+    )
     layer0 = [c["layer0"] for c in counter.per_epoch]
     layer1 = [c["layer1"] for c in counter.per_epoch]
     # Epochs 1-2 train the head on cached layer-1 outputs; epochs 3-4 train layer 1 on cached layer-0 outputs.
-    assert layer0[0] > 0 and layer0[1] == 0 and layer0[2] > 0 and layer0[3] == 0
+    # With memory for them, layer 0's outputs were kept from epoch 1, so it never runs again; without, the
+    # thaw after epoch 2 makes it run once more (epoch 3) to fill the cache.
+    assert layer0[0] > 0 and layer0[1] == 0 and layer0[3] == 0
+    assert (layer0[2] == 0) if cache_mb else (layer0[2] > 0)
     assert layer1[0] > 0 and layer1[1] == 0 and layer1[2] > 0 and layer1[3] > 0
     epochs = [json.loads(line) for line in (result.run_dir / "history.jsonl").read_text().splitlines()]
     epochs = [e for e in epochs if e["kind"] == "epoch"]
     assert [e["thawed_blocks"] for e in epochs] == [0, 0, 1, 1]
     assert epochs[0]["trainable_params"] < epochs[-1]["trainable_params"]
+    # The optimizer starts with the head's two groups; layer 1's two join when it thaws after epoch 2.
+    assert [e["param_groups"] for e in epochs] == [2, 2, 4, 4]
+    assert (epochs[0]["prefix_cache_mb"] > epochs[-1]["prefix_cache_mb"] > 0) == bool(cache_mb)
 
 
 class Interrupt(Callback):
@@ -117,8 +128,11 @@ class Interrupt(Callback):
             raise KeyboardInterrupt
 
 
-def test_progressive_resumes_exactly(recipe_dict: dict[str, Any]) -> None:
-    strategy = {"name": "progressive", "every": 1}
+@pytest.mark.parametrize("strategy", [{"name": "progressive", "every": 1}, {"name": "lora", "r": 4}],
+                         ids=["progressive", "lora"])  # fmt: skip
+def test_resume_continues_exactly(recipe_dict: dict[str, Any], strategy: dict[str, Any]) -> None:
+    """Cut in epoch 2 and resumed from the epoch-1 checkpoint: for progressive, the optimizer must regain the
+    parameter groups of the block that thawed after epoch 1 before the saved state loads into it."""
     whole = run(_recipe(recipe_dict, "whole", strategy), quiet=True)
     with pytest.raises(KeyboardInterrupt):
         run(_recipe(recipe_dict, "cut", strategy), quiet=True, extra_callbacks=[Interrupt()])
@@ -126,19 +140,12 @@ def test_progressive_resumes_exactly(recipe_dict: dict[str, Any]) -> None:
     # The last checkpoint holds the last step's weights (model/ holds the best epoch's, maybe from before the cut).
     a, b = (load_file(str(latest_checkpoint(r.run_dir) / "model.safetensors")) for r in (whole, resumed))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert any("lora_" in k for k in a) == (strategy["name"] == "lora")
     assert whole.metrics["test"] == resumed.metrics["test"]
 
 
-def _logits(model: torch.nn.Module, tokenizer: Any, texts: list[str]) -> torch.Tensor:
-    batch = tokenizer(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        return model(**batch).logits
-
-
 @pytest.mark.parametrize("name", ["lora", "ia3"])
-def test_peft_adapter_is_saved_predicts_and_merges(
-    name: str, recipe_dict: dict[str, Any], tmp_path: Path
-) -> None:
+def test_peft_adapter_is_saved_on_its_own_and_predicts(name: str, recipe_dict: dict[str, Any]) -> None:
     result = run(_recipe(recipe_dict, name, {"name": name}, epochs=2, lr=5e-3), quiet=True)
     model_dir = result.run_dir / "model"
     assert {"adapter_config.json", "adapter_model.safetensors", "labels.json", "README.md"} <= {
@@ -156,19 +163,6 @@ def test_peft_adapter_is_saved_predicts_and_merges(
         assert [pred["probs"][label] for label in ("negative", "neutral", "positive")] == pytest.approx(
             rec["probs"], abs=1e-4
         )
-    # The merged export loads without PEFT and computes what the adapter computes.
-    out = tmp_path / f"{name}-merged"
-    cli = CliRunner().invoke(app, ["export", str(result.run_dir), "--merge", "--out", str(out)])
-    assert cli.exit_code == 0, cli.output
-    merged = AutoModelForSequenceClassification.from_pretrained(out).eval()
-    assert not (out / "adapter_config.json").exists()
-    tokenizer = load_tokenizer(out)
-    texts = ["great relief, best drug", "awful pain and nausea", "okay i guess"]
-    unmerged = load_trained(model_dir, result.run_dir)
-    torch.testing.assert_close(
-        _logits(merged, tokenizer, texts), _logits(unmerged, tokenizer, texts), atol=1e-5, rtol=0
-    )
-    assert merged.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
 
 
 def test_prompt_tuning_and_adapter_runs_predict_and_refuse_to_merge(

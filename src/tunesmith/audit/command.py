@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from tunesmith.audit.fixes import DEFAULT_FIXES, FIXES, apply_fixes, parse_fixes
+from tunesmith.audit.fixes import DEFAULT_FIXES, FIXES, apply_fixes, check_out_dir, parse_fixes
 from tunesmith.audit.registry import run_audit
 from tunesmith.audit.report import AuditReport
 from tunesmith.audit.terminal import render
@@ -64,6 +64,10 @@ def doctor(
     if fix_only is not None and fix is None:
         raise UserError("--fix-only chooses which fixes --fix applies; add --fix OUT_DIR.")
     fixes = parse_fixes(fix_only)
+    if fix is not None:
+        check_out_dir(fix)  # before any work, so a bad --fix never leaves audit.json behind
+    if json_out is not None:
+        check_json_path(json_out)
     console = Console()
     tables = _load(train, validation, test, text, label, group)
     tokenizer = _tokenizer(model, required=label_errors)
@@ -116,11 +120,16 @@ def _embedder(model: str, max_length: int) -> Any:
     return minilm_embedder(max_length=max_length, model=model)
 
 
-def write_json(report: AuditReport, path: Path) -> None:
-    """audit.json, written to a temporary file and renamed so a crash never leaves half of it."""
+def check_json_path(path: Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"--json: {path} is a directory; give a file name such as {path / 'audit.json'}.")
+    return path
+
+
+def write_json(report: AuditReport, path: Path) -> None:
+    """audit.json, written to a temporary file and renamed so a crash never leaves half of it."""
+    path = check_json_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -39,6 +39,29 @@ class Embedded:
         return sorted(int(p) for p in self.position[mask & (self.split == split)])
 
 
+EXACT_TOKEN_ROWS = 50_000  # splits up to this size get every text tokenized
+TOKEN_SAMPLE = 50_000  # beyond: a seeded sample (quantiles) plus every text that may exceed max_length
+
+
+@dataclass
+class TokenLengths:
+    """Token counts of one split: exact for every text that may exceed max_length and for `sample`;
+    -1 for the other texts (they provably fit)."""
+
+    counts: np.ndarray
+    sample: np.ndarray  # positions of a uniform sample with exact counts (all positions in small splits)
+
+    def over(self, limit: int) -> np.ndarray:
+        return np.nonzero(self.counts > limit)[0]
+
+    def percentile(self, q: float) -> float:
+        return float(np.percentile(self.counts[self.sample], q)) if len(self.sample) else 0.0
+
+    @property
+    def max(self) -> int:
+        return int(self.counts.max()) if len(self.counts) else 0
+
+
 class AuditContext:
     def __init__(
         self,
@@ -68,7 +91,22 @@ class AuditContext:
 
     @cached_property
     def texts(self) -> dict[str, list[str]]:
-        return {s: ["" if t is None else str(t) for t in self.frame(s)[TEXT].tolist()] for s in self.splits}
+        return {s: [_as_text(t) for t in self.frame(s)[TEXT].tolist()] for s in self.splits}
+
+    @cached_property
+    def missing_text(self) -> dict[str, np.ndarray]:
+        """Rows whose text cell is missing (None / NaN), as opposed to blank."""
+        return {s: self.frame(s)[TEXT].isna().to_numpy(dtype=bool) for s in self.splits}
+
+    @cached_property
+    def groups(self) -> dict[str, np.ndarray]:
+        """Group value per row (object array; None where missing), only when every split has the column."""
+        return {
+            s: np.array(
+                [None if _missing(v) else str(v) for v in self.frame(s)[GROUP].tolist()], dtype=object
+            )
+            for s in self.splits
+        }
 
     @cached_property
     def labels(self) -> dict[str, np.ndarray]:
@@ -120,21 +158,34 @@ class AuditContext:
         )
 
     @cached_property
-    def token_lengths(self) -> dict[str, np.ndarray]:
+    def token_lengths(self) -> dict[str, TokenLengths]:
         """Tokens per text: the tokenizer's count (special tokens included) when given, else words."""
         return {s: self._count_tokens(self.texts[s]) for s in self.splits}
 
-    def _count_tokens(self, texts: list[str]) -> np.ndarray:
+    def _count_tokens(self, texts: list[str]) -> TokenLengths:
+        n = len(texts)
         if self.tokenizer is None:
-            return np.fromiter((len(t.split()) for t in texts), np.int64, len(texts))
-        lengths: list[int] = []
-        for lo in range(0, len(texts), 4096):
+            return TokenLengths(np.fromiter((len(t.split()) for t in texts), np.int64, n), np.arange(n))
+        # A sub-word token covers at least one byte of the text, so a text of b UTF-8 bytes has at most
+        # b + specials (+2 for a word-start marker) tokens: texts below max_length by that bound cannot be
+        # truncated and, in large splits, are counted only in a seeded sample (for the quantiles).
+        specials = int(getattr(self.tokenizer, "num_special_tokens_to_add", lambda pair=False: 2)(pair=False))
+        size = np.fromiter((len(t) if t.isascii() else len(t.encode()) for t in texts), np.int64, n)
+        may_exceed = np.nonzero(size + specials + 2 > self.max_length)[0]
+        if n <= EXACT_TOKEN_ROWS:
+            sample = np.arange(n)
+        else:
+            sample = np.sort(np.random.default_rng(self.cfg.seed).choice(n, TOKEN_SAMPLE, replace=False))
+        counted = np.union1d(sample, may_exceed)
+        counts = np.full(n, -1, dtype=np.int64)
+        for lo in range(0, len(counted), 4096):
+            idx = counted[lo : lo + 4096]
             batch = self.tokenizer(
-                texts[lo : lo + 4096], add_special_tokens=True, truncation=False, verbose=False,
+                [texts[i] for i in idx], add_special_tokens=True, truncation=False, verbose=False,
                 return_attention_mask=False, return_token_type_ids=False,
             )  # fmt: skip
-            lengths.extend(len(ids) for ids in batch["input_ids"])
-        return np.asarray(lengths, dtype=np.int64)
+            counts[idx] = [len(ids) for ids in batch["input_ids"]]
+        return TokenLengths(counts, sample)
 
     @property
     def embeddings_enabled(self) -> bool:
@@ -176,6 +227,14 @@ class AuditContext:
             item.update({key: values[i] for key, values in extra.items()})
             out.append(item)
         return out
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and value != value)
+
+
+def _as_text(value: Any) -> str:
+    return "" if _missing(value) else str(value)
 
 
 def _default_embedder(max_length: int) -> Embedder:

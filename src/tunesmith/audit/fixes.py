@@ -70,14 +70,21 @@ def parse_fixes(spec: str | None) -> set[str]:
     return chosen
 
 
+def check_out_dir(out_dir: Path) -> Path:
+    """The resolved --fix directory; UserError unless it is new or an empty directory."""
+    out_dir = Path(out_dir).expanduser().resolve()
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        what = "is a file" if not out_dir.is_dir() else "already exists and is not empty"
+        raise UserError(f"--fix: {out_dir} {what}; choose a new or empty directory for the cleaned files.")
+    return out_dir
+
+
 def apply_fixes(tables: dict[str, Table], report: AuditReport, fixes: set[str], out_dir: Path) -> list[Path]:
     """Write cleaned files for every table plus fixes.jsonl under `out_dir`; return the paths written."""
     unknown = sorted(set(fixes) - set(FIXES))
     if unknown:
         raise UserError(f"unknown fix {', '.join(unknown)}; choose from {', '.join(FIXES)}.")
-    out_dir = Path(out_dir).expanduser().resolve()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"--fix: {out_dir} already exists and is not empty; choose a new directory.")
+    out_dir = check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     records = _plan(tables, report, fixes)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
@@ -126,7 +133,7 @@ def _reason(fix: Fix, finding: Finding) -> str:
 
 def _text(table: Table, pos: int) -> str:
     value = table.frame[TEXT].iat[pos]
-    return "" if value is None else str(value)
+    return "" if value is None or pd.isna(value) else str(value)
 
 
 def _record(

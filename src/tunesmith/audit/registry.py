@@ -120,13 +120,14 @@ def _stats(ctx: AuditContext) -> dict[str, Any]:
         labels, counts = np.unique(ctx.labels[split].astype(str), return_counts=True)
         splits[split] = {
             "path": ctx.tables[split].path,
-            "rows": len(lengths),
+            "rows": len(ctx.texts[split]),
             "empty": int(ctx.empty[split].sum()),
             "distinct_texts": int(len(np.unique(ctx.keys[split][ctx.keys[split] >= 0]))),
             "labels": {str(k): int(v) for k, v in zip(labels, counts, strict=False)},
-            "tokens_median": float(np.median(lengths)),
-            "tokens_p95": float(np.percentile(lengths, 95)),
-            "tokens_max": int(lengths.max()),
+            "tokens_median": lengths.percentile(50),
+            "tokens_p95": lengths.percentile(95),
+            "tokens_max": lengths.max,
+            "tokens_sampled": int(len(lengths.sample)),
         }
     return {
         "splits": splits,

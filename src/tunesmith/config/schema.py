@@ -6,9 +6,19 @@ silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)  # fmt: skip
 
 
 class Section(BaseModel):
@@ -30,7 +40,30 @@ class DataConfig(Section):
     validation_split: float = Field(
         0.15, gt=0.0, lt=0.9, description="share of train held out when no validation file"
     )
-    seed: int = Field(42, description="seed of the stratified validation split")
+    seed: int = Field(42, description="seed of the stratified validation split, balancing and augmentation")
+    balance: Literal["class-weights", "oversample"] | None = Field(
+        None,
+        description="training split only: class-weights (= train.class_weights: true) or oversample "
+        "every class to the largest; null: as is",
+    )
+    augment: AugmentConfig | None = Field(
+        None, description="label-preserving word deletion / swap copies of training rows; null: none"
+    )
+
+
+class AugmentConfig(Section):
+    """Extra training rows made by simple label-preserving edits (EDA, Wei and Zou 2019), seeded by data.seed."""
+
+    ops: list[Literal["delete", "swap"]] = Field(
+        default_factory=lambda: ["delete", "swap"],  # type: ignore[arg-type]
+        min_length=1,
+        description="delete: drop each word with probability p; swap: swap two words, p x words times",
+    )
+    p: float = Field(0.1, gt=0.0, lt=1.0, description="share of the words an operation touches")
+    copies: PositiveInt = Field(1, description="augmented copies per selected training row")
+    classes: Literal["minority", "all"] | list[str] = Field(
+        "minority", description="minority: classes smaller than the largest; all; or a list of labels"
+    )
 
 
 class StrategyConfig(Section):
@@ -46,10 +79,31 @@ class EarlyStoppingConfig(Section):
     min_delta: float = Field(0.0, ge=0.0, description="smallest change that counts as an improvement")
 
 
+def _learning_rate(value: Any) -> Any:
+    if value == "auto":
+        return value
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        raise ValueError("must be a number greater than 0, or auto (the lr range test picks it)")
+    return number
+
+
+# Typed float on purpose: run() replaces `auto` by the range test's suggestion (tunesmith.tuning.lr_auto)
+# before the optimizer, the strategies or anything else reads it.
+LearningRate = Annotated[
+    float, PlainValidator(_learning_rate), PlainSerializer(lambda value: value, return_type=Any)
+]
+
+
 class TrainConfig(Section):
     epochs: PositiveInt = 3
     batch_size: PositiveInt = 16
-    lr: float = Field(5e-5, gt=0.0, description="peak learning rate")
+    lr: LearningRate = Field(
+        5e-5, description="peak learning rate, or auto: an lr range test at the start of the run picks it"
+    )
     weight_decay: float = Field(0.01, ge=0.0)
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0, description="share of steps spent warming up")
     schedule: Literal["linear", "cosine", "one-cycle", "constant"] = "linear"
@@ -79,6 +133,10 @@ class EvalConfig(Section):
         "macro_f1", description="metric that picks the best epoch and drives early stopping"
     )
     batch_size: PositiveInt = 64
+    cv: int | None = Field(
+        None, ge=2, le=20,
+        description="stratified K-fold cross-validation on train (+ validation): metrics as mean ± std",
+    )  # fmt: skip
 
 
 class OutputConfig(Section):
@@ -198,6 +256,61 @@ class ForgettingConfig(Section):
         return self
 
 
+class SearchParam(Section):
+    """One dimension of the `search:` space (tunesmith tune), keyed by the dotted recipe key it sets."""
+
+    type: Literal["float", "int", "categorical"]
+    low: float | None = Field(None, description="float / int: smallest value")
+    high: float | None = Field(None, description="float / int: largest value")
+    log: bool = Field(False, description="float / int: sample on a log scale (low > 0)")
+    step: float | None = Field(None, gt=0.0, description="float / int: spacing of the values")
+    choices: list[Any] | None = Field(None, min_length=1, description="categorical: the values")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SearchParam:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("a categorical parameter needs choices: [a, b, ...]")
+            if self.low is not None or self.high is not None or self.log or self.step is not None:
+                raise ValueError("a categorical parameter takes only choices (no low, high, log, step)")
+            return self
+        if self.choices is not None:
+            raise ValueError(
+                f"a {self.type} parameter takes low and high, not choices; use type: categorical"
+            )
+        if self.low is None or self.high is None:
+            raise ValueError(
+                f"a {self.type} parameter needs low and high, e.g. {{type: {self.type}, low: 1, high: 8}}"
+            )
+        if not self.low < self.high:
+            raise ValueError(f"low must be below high; got low={self.low:g}, high={self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log: true needs low > 0; got low={self.low:g}")
+        if self.log and self.step is not None:
+            raise ValueError("log: true and step cannot be combined; drop one")
+        if self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"an int parameter needs whole low and high; got {self.low:g} and {self.high:g}")
+        return self
+
+
+class TuneConfig(Section):
+    """How `tunesmith tune` searches the `search:` space (the space itself is `search:`)."""
+
+    sampler: Literal["tpe", "random", "grid"] = Field("tpe", description="tpe, random or grid search")
+    pruner: Literal["median", "successive-halving", "none"] = Field(
+        "median", description="stop unpromising trials early on the per-epoch validation metric"
+    )
+    seed: int = Field(0, description="sampler seed")
+    startup_trials: PositiveInt = Field(
+        5, description="trials sampled at random (TPE) and never pruned (median) before the model kicks in"
+    )
+    warmup_epochs: int = Field(1, ge=0, description="epochs of each trial never pruned (median pruner)")
+    grid_points: int = Field(5, ge=2, description="grid sampler: values per float/int range without step")
+    storage: str | None = Field(
+        None, description="SQLAlchemy URL of the study; null: sqlite:///runs/<name>/study.db"
+    )
+
+
 class Recipe(Section):
     task: Literal["text-classification"] = "text-classification"
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -212,6 +325,11 @@ class Recipe(Section):
         default_factory=lambda: ["jsonl"],  # type: ignore[arg-type]
         description="trackers; jsonl (history.jsonl) is always written",
     )
+    search: dict[str, SearchParam] = Field(
+        default_factory=dict,
+        description="tunesmith tune: dotted recipe key -> {type, low, high, log | choices}",
+    )
+    tune: TuneConfig = Field(default_factory=TuneConfig)
 
     @model_validator(mode="before")
     @classmethod

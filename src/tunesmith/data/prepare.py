@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from tunesmith.config.schema import DataConfig
+from tunesmith.data.augment import balance_training_split
 from tunesmith.data.loaders import read_table
 from tunesmith.data.types import GROUP, LABEL, ROW, TEXT, DataBundle, Split, Table
 from tunesmith.data.validate import validate_for_training
@@ -57,6 +58,9 @@ def prepare_data(cfg: DataConfig) -> tuple[dict[str, Table], DataBundle]:
         test=to_split("test", tables["test"].frame, label2id, cfg.test) if cfg.test else None,
         notes=notes,
     )
+    # data.augment / data.balance: the training split only, after validation is split off.
+    bundle.train, balance_notes = balance_training_split(bundle.train, labels, cfg)
+    bundle.notes |= balance_notes
     return tables, bundle
 
 

@@ -24,6 +24,15 @@ def _noise(se_a: float | None, se_b: float | None, level: float) -> float:
     return math.sqrt(se_a**2 + se_b**2)
 
 
+def _rise_noise(best: EpochPoint, last: EpochPoint) -> tuple[float, str]:
+    """Noise of (last - best) validation loss: the paired standard error the monitor measured on the same
+    examples when it has one for this pair of epochs, else the two means' errors as if independent."""
+    paired = last.record.get("val_loss_paired_se")
+    if finite(paired) and last.record.get("val_loss_ref_epoch") == best.epoch and paired > 0:
+        return float(paired), "paired per-example differences"
+    return _noise(best.se, last.se, best.val_loss), "independent means"
+
+
 @dataclass
 class EpochPoint:
     epoch: int  # 1-based
@@ -64,7 +73,7 @@ def overfitting(data: RunData) -> list[Finding]:
     best, last = points[best_i], points[-1]
     rising = len(points) - 1 - best_i
     rise = last.val_loss - best.val_loss
-    noise = _noise(best.se, last.se, best.val_loss)
+    noise, noise_kind = _rise_noise(best, last)
     train_falling = best.train_loss is None or last.train_loss is None or last.train_loss < best.train_loss
     if rising < OVERFIT_EPOCHS or rise <= NOISE_Z * noise or not train_falling:
         return []
@@ -75,6 +84,7 @@ def overfitting(data: RunData) -> list[Finding]:
         "val_loss_last": rnd(last.val_loss),
         "rise": rnd(rise),
         "noise_se": rnd(noise),
+        "noise_from": noise_kind,
         "rise_in_se": rnd(rise / noise, 1) if noise > 0 else None,
         "epochs_rising": rising,
         "train_loss_at_best": None if best.train_loss is None else rnd(best.train_loss),

@@ -16,7 +16,14 @@ from tunesmith.diagnosis.common import (
 )
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData
-from tunesmith.diagnosis.signals import FLAT_DROP, divergence, high_lr_divisor, loss_curve, lr_too_high
+from tunesmith.diagnosis.signals import (
+    FLAT_DROP,
+    divergence,
+    flat_lr_factor,
+    high_lr_divisor,
+    loss_curve,
+    lr_too_high,
+)
 from tunesmith.findings import Finding
 
 SPIKE_FACTOR = 2.0  # a logged loss this many times the median of the previous few is a spike
@@ -118,7 +125,7 @@ def flat_loss(data: RunData) -> list[Finding]:
                 "flat_loss", "warning", title, evidence, summary + advice, stabilising_patch(data, divisor)
             )
         ]
-    factor = 10 if curve.relative_drop < 0.01 else 3
+    factor = flat_lr_factor(data)
     advice = (
         f" Raise train.lr about {factor}x (from {lr:g} to {sig(lr * factor):g}); if the loss then falls but "
         "is still falling at the end, also train more epochs."

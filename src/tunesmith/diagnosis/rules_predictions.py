@@ -7,7 +7,7 @@ from typing import Any
 from tunesmith.diagnosis.common import finding, lr_of, rnd, sig, stabilising_patch
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData
-from tunesmith.diagnosis.signals import high_lr_divisor, is_flat, lr_too_high
+from tunesmith.diagnosis.signals import flat_lr_factor, high_lr_divisor, is_flat, lr_too_high
 from tunesmith.findings import Finding
 
 COLLAPSE_SHARE = 0.9  # one class taking this share of all predictions ...
@@ -70,10 +70,20 @@ def collapsed_predictions(data: RunData) -> list[Finding]:
         evidence["lr_too_high"] = too_high
         patch = stabilising_patch(data, divisor)
         steps.append(f"the learning rate is too high ({too_high}): lower train.lr about {divisor}x first")
+    elif is_flat(data):  # nothing learned at all: class weights would not help, a larger step size would
+        factor = flat_lr_factor(data)
+        patch["train.lr"] = sig(lr * factor)
+        steps.append(
+            f"the training loss barely moved, so the learning rate is too low: raise train.lr from {lr:g} "
+            f"to {sig(lr * factor):g}"
+        )
     else:
         if not data.setting("train.class_weights", False):
             patch["train.class_weights"] = True
-            steps.append("weight the loss by inverse class frequency (train.class_weights: true)")
+            steps.append(
+                "weight the loss by inverse class frequency (train.class_weights: true"
+                + (", or data.balance: oversample to repeat minority rows)" if _has_balance() else ")")
+            )
         if is_flat(data, threshold=0.25) or "train.class_weights" not in patch:
             patch["train.lr"] = sig(lr * 3)
             steps.append(
@@ -90,6 +100,12 @@ def collapsed_predictions(data: RunData) -> list[Finding]:
             patch,
         )
     ]
+
+
+def _has_balance() -> bool:
+    from tunesmith.config.schema import DataConfig
+
+    return "balance" in DataConfig.model_fields
 
 
 @rule("zero_recall")

@@ -62,6 +62,12 @@ def is_flat(data: RunData, threshold: float = FLAT_DROP) -> bool:
     return curve is not None and curve.relative_drop < threshold and divergence(data) is None
 
 
+def flat_lr_factor(data: RunData) -> int:
+    """How much to raise the learning rate of a run that learned nothing: 10x when the loss did not move."""
+    curve = loss_curve(data)
+    return 10 if curve is None or curve.relative_drop < 0.01 else 3
+
+
 def layer_series(data: RunData, prefix: str) -> dict[str, list[tuple[int, float]]]:
     """layer -> [(step, value)] for `grad_norm/` or `update_ratio/` keys; non-finite values kept."""
     found: dict[str, list[tuple[int, float]]] = {}

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from tunesmith.report.extras import register_section
-from tunesmith.report.render import SECTION_IDS, render_report
+from tunesmith.report.render import SECTION_IDS, render_report, section_ids
 
-__all__ = ["SECTION_IDS", "register_section", "render_report"]
+__all__ = ["SECTION_IDS", "register_section", "render_report", "section_ids"]

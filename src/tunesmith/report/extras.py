@@ -4,12 +4,15 @@ A feature provides its data as a top-level key of metrics.json named after the s
 `metrics["calibration"]`), or as `RUN_DIR/evaluation/<name>.json`; the generic renderer shows it as tables.
 A feature that wants its own rendering registers it: `register_section("calibration", render)` where
 `render(data: RunData) -> str | None` returns an HTML fragment (escape every data string with
-`tunesmith.report.html.esc`) or None when there is nothing to show.
+`tunesmith.report.html.esc`) or None when there is nothing to show. A feature with a section of its own
+(e.g. a trials comparison) registers a new name with a title: `register_section("trials", render,
+title="Trials")`; it is placed after the built-in sections, in registration order.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -34,11 +37,26 @@ _WHAT = {
     "tuning": "lr range test / hyper-parameter search",
 }
 RENDERERS: dict[str, SectionRenderer] = {}
+RESERVED = {"verdict", "config", "audit", "learning-curves", "lr-schedule", "events", "gradient-flow", "per-class",
+            "errors"}  # fmt: skip
 
 
-def register_section(name: str, render: SectionRenderer) -> None:
+def register_section(name: str, render: SectionRenderer, title: str | None = None) -> None:
+    """Render section `name` with `render`; a name that is not built in needs a `title` (and becomes one)."""
     if name not in EXTRA_SECTIONS:
-        raise ValueError(f"`name` must be one of {', '.join(EXTRA_SECTIONS)}; got {name!r}")
+        if title is None:
+            raise ValueError(
+                f"`name` must be one of {', '.join(EXTRA_SECTIONS)}, or pass title= to add a new section; "
+                f"got {name!r}"
+            )
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", name) or name in RESERVED:
+            raise ValueError(
+                f"`name` must be lowercase letters, digits and '-', not a core section; got {name!r}"
+            )
+        EXTRA_SECTIONS[name] = title
+        _WHAT.setdefault(name, title.lower())
+    elif title is not None:
+        EXTRA_SECTIONS[name] = title
     RENDERERS[name] = render
 
 

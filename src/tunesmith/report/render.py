@@ -17,11 +17,12 @@ from tunesmith.report.html import Markup, esc, join, script_json, tag
 from tunesmith.report.style import CSS
 
 REPORT_NAME = "report.html"
-SECTION_IDS = ("verdict", "config", "audit", "learning-curves", "lr-schedule", "events", "gradient-flow",
-               "per-class", "errors", *EXTRA_SECTIONS)  # fmt: skip
+CORE_SECTIONS = ("verdict", "config", "audit", "learning-curves", "lr-schedule", "events", "gradient-flow",
+                 "per-class", "errors")  # fmt: skip
+SECTION_IDS = (*CORE_SECTIONS, *EXTRA_SECTIONS)  # built in; section_ids() adds registered ones
 NAV_TITLES = {"verdict": "Verdict", "config": "Config", "audit": "Data audit", "learning-curves": "Learning curves",
               "lr-schedule": "LR schedule", "events": "Events", "gradient-flow": "Gradient flow",
-              "per-class": "Per-class", "errors": "Confident errors", **EXTRA_SECTIONS}  # fmt: skip
+              "per-class": "Per-class", "errors": "Confident errors"}  # fmt: skip
 # Belt and braces: even a stray URL in a plot could not be fetched.
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:; worker-src blob:")  # fmt: skip
@@ -35,6 +36,11 @@ BOOT = """
   });
 })();
 """
+
+
+def section_ids() -> tuple[str, ...]:
+    """Every section of the report in page order: the core ones, then the extras (registered ones last)."""
+    return (*CORE_SECTIONS, *EXTRA_SECTIONS)
 
 
 def render_report(run_dir: Path) -> Path:
@@ -77,7 +83,8 @@ def render_html(data: RunData, findings: list[Finding]) -> str:
     model = data.setting("model.name") or data.setting("model")
     subtitle = " · ".join(str(p) for p in (f"model {model}" if model else None, data.setting("strategy.name"),
                                            data.metrics.get("precision")) if p)  # fmt: skip
-    nav = tag("nav", join(tag("a", NAV_TITLES[i], href=f"#{i}") for i in SECTION_IDS))
+    titles = {**NAV_TITLES, **EXTRA_SECTIONS}
+    nav = tag("nav", join(tag("a", titles[i], href=f"#{i}") for i in section_ids()))
     scripts = Markup("")
     if specs:
         from plotly.offline import get_plotlyjs

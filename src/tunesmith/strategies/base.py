@@ -47,5 +47,8 @@ class Strategy:
     def param_groups(self, model: torch.nn.Module, train: TrainConfig) -> list[dict[str, Any]]:
         return decay_split(list(model.named_parameters()), train.lr, train.weight_decay)
 
+    def attach(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        """Called once the optimizer and schedule exist, before any checkpoint is loaded into them."""
+
     def callbacks(self) -> list[Callback]:
         return []

@@ -21,10 +21,9 @@ def layerwise_groups(
     model: torch.nn.Module, blocks: Blocks, *, lr: float, weight_decay: float, decay: float, head_multiplier: float,
     only_trainable: bool = True,
 ) -> list[dict[str, Any]]:  # fmt: skip
-    """Two AdamW groups per block (with / without weight decay), top block first, each named `block<k>`.
-
-    With only_trainable=False, frozen parameters are included too, so blocks thawed later already have their
-    group: the optimizer's groups never change, which keeps its state_dict loadable on resume.
+    """Two AdamW groups per block (with / without weight decay), top block first, each named `layer<k>`
+    (`head`, `embeddings`) and carrying its block id under "block". With only_trainable=False, frozen
+    parameters are included too (progressive unfreezing hands those groups to the optimizer as blocks thaw).
     """
     n = len(blocks.layers)
     by_block: dict[int, list[tuple[str, torch.nn.Parameter]]] = {}
@@ -40,5 +39,7 @@ def layerwise_groups(
         plain = [p for nm, p in named if any(h in nm for h in NO_DECAY_HINTS)]
         for params, wd, suffix in ((decayed, weight_decay, ""), (plain, 0.0, ".no_decay")):
             if params:
-                groups.append({"params": params, "lr": rate, "weight_decay": wd, "name": label + suffix})
+                groups.append(
+                    {"params": params, "lr": rate, "weight_decay": wd, "name": label + suffix, "block": block}
+                )
     return groups

@@ -7,6 +7,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tunesmith.config.schema import StrategyConfig
+from tunesmith.data.messages import did_you_mean
 from tunesmith.errors import UserError
 
 OptionsT = TypeVar("OptionsT", bound="Options")
@@ -27,8 +28,10 @@ def parse_options(cls: type[OptionsT], cfg: StrategyConfig) -> OptionsT:
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]) or "?"
             if err["type"] == "extra_forbidden":
+                guess = did_you_mean(key, list(cls.model_fields))
+                hint = f"did you mean 'strategy.{guess}'? " if guess else ""
                 lines.append(
-                    f"strategy.{key}: not an option of strategy '{cfg.name}'; its options are: {valid}."
+                    f"strategy.{key}: not an option of strategy '{cfg.name}'; {hint}its options are: {valid}."
                 )
             else:
                 lines.append(f"strategy.{key}: {err['msg']}; got {err.get('input')!r}.")

@@ -1,9 +1,10 @@
 """Outputs of the still-frozen bottom blocks, cached per example while those blocks stay frozen.
 
-The frozen blocks run in eval mode (no dropout), so their output is a pure function of the token ids. When
-every row of a batch has an entry, the frozen blocks pass their input through untouched and the topmost
-frozen block returns the cached output: none of them computes. Thawing a block changes which output is
-needed, so the entries are dropped.
+The frozen blocks run in eval mode (no dropout), so their outputs are a pure function of the token ids. When
+every row of a batch has an entry for the topmost frozen block, the frozen blocks pass their input through
+untouched and the topmost one returns the cached output: none of them computes. The outputs of the lower
+frozen blocks are kept too (within a memory budget): when the top frozen block thaws, the output of the block
+below it is already there, so thawing needs no recomputation. A thawed block's entries are dropped.
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ def keep_eval(module: nn.Module, frozen: bool, model_training: bool) -> None:
 
 
 class PrefixCache:
-    def __init__(self, blocks: Blocks) -> None:
+    def __init__(self, blocks: Blocks, budget_mb: float = 2048.0) -> None:
         self.layers = blocks.layers
         self.frozen = 0  # bottom layers frozen; their output (input of layer `frozen`) is what is cached
         self.active = False
-        self.entries: dict[bytes, torch.Tensor] = {}
+        self.entries: dict[int, dict[bytes, torch.Tensor]] = {}  # layer -> example key -> its output
+        self.budget = budget_mb * 2**20  # bytes for the outputs of the frozen layers below the top one
+        self.lower_bytes = 0
         self.keys: list[bytes] | None = None
         self.mask: torch.Tensor | None = None
         self.hit = False
@@ -43,10 +46,11 @@ class PrefixCache:
         blocks.backbone.register_forward_hook(self._after)
 
     def set_frozen(self, frozen_layers: int, embeddings_frozen: bool) -> None:
-        if frozen_layers != self.frozen:
-            self.entries.clear()
         self.frozen = frozen_layers
         self.active = embeddings_frozen and frozen_layers > 0
+        for layer in [i for i in self.entries if i >= frozen_layers or not self.active]:
+            del self.entries[layer]  # thawed: its output is no longer fixed
+        self.lower_bytes = sum(_size(e) for i, e in self.entries.items() if i < frozen_layers - 1)
         for i, layer in enumerate(self.layers):
             if self.active and i < frozen_layers:
                 layer.forward = self._frozen_forward(i)  # type: ignore[method-assign]
@@ -61,10 +65,25 @@ class PrefixCache:
         mask = kwargs.get("attention_mask")
         self.mask = mask if mask is not None else torch.ones_like(ids)
         self.keys = row_keys(ids, self.mask, kwargs.get("token_type_ids"))
-        self.hit = all(k in self.entries for k in self.keys)
+        top = self.entries.get(self.frozen - 1, {})
+        self.hit = all(k in top for k in self.keys)
 
     def _after(self, module: nn.Module, args: Any, output: Any) -> None:
         self.keys = None
+
+    def _store(self, i: int, out: torch.Tensor) -> None:
+        assert self.keys is not None and self.mask is not None
+        top = i == self.frozen - 1
+        real = self.mask.bool()
+        rows = [out[row][real[row]] for row in range(len(self.keys))]  # boolean indexing copies
+        if not top:
+            size = sum(r.numel() * r.element_size() for r in rows)
+            if self.lower_bytes + size > self.budget:
+                return
+            self.lower_bytes += size
+        self.entries.setdefault(i, {}).update(zip(self.keys, rows, strict=True))
+        if top:
+            self.computed_rows += len(self.keys)
 
     def _frozen_forward(self, i: int) -> Any:
         top = i == self.frozen - 1
@@ -74,15 +93,20 @@ class PrefixCache:
                 if not top:
                     return hidden_states
                 assert self.mask is not None
-                return place_rows([self.entries[k] for k in self.keys], self.mask).to(hidden_states.device)
+                cached = self.entries[i]
+                return place_rows([cached[k] for k in self.keys], self.mask).to(hidden_states.device)
             with torch.no_grad():
                 out = self._original[i](hidden_states, *args, **kwargs)
-            if top and self.keys is not None and isinstance(out, torch.Tensor):
-                assert self.mask is not None
-                real = self.mask.bool()
-                for row, key in enumerate(self.keys):
-                    self.entries[key] = out[row][real[row]].clone()
-                self.computed_rows += len(self.keys)
+            if self.keys is not None and isinstance(out, torch.Tensor):
+                self._store(i, out)
             return out
 
         return forward
+
+    @property
+    def megabytes(self) -> float:
+        return sum(_size(e) for e in self.entries.values()) / 2**20
+
+
+def _size(entries: dict[bytes, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in entries.values())

@@ -1,8 +1,10 @@
 """`progressive`: gradual unfreezing from the top (ULMFiT; Lightning's BackboneFinetuning as a callback).
 
-Every block gets its optimizer parameter group up front (frozen ones included, their parameters simply have
-no gradient), so the optimizer's groups never change: a checkpoint's optimizer state always loads, and what
-is thawed is a pure function of the optimizer step, recomputed on resume rather than stored.
+The optimizer starts with the parameter groups of what trains from the start (the head, `initial` blocks);
+each block that thaws brings its own groups (with / without weight decay, at its layer-wise learning rate),
+added to the optimizer and the learning-rate schedule at that moment. What is thawed is a pure function of
+the optimizer step. On resume, a pre-hook on the optimizer's load_state_dict thaws the blocks whose groups
+the checkpoint holds before the state is loaded, so the saved groups and moments fit.
 """
 
 from __future__ import annotations
@@ -34,6 +36,11 @@ class ProgressiveOptions(Options):
     decay: float = Field(1.0, gt=0.0, le=1.0, description="lr factor per block from the top (1 = same lr)")
     head_multiplier: float = Field(1.0, gt=0.0, description="head lr = train.lr x head_multiplier")
     cache: bool = Field(True, description="cache the outputs of the still-frozen bottom blocks")
+    cache_mb: float = Field(
+        2048.0,
+        ge=0.0,
+        description="memory for the outputs of lower frozen blocks, so a thaw recomputes nothing",
+    )
 
 
 def thawed_blocks(step: int, steps_per_epoch: int, every: float, initial: int, total: int) -> int:
@@ -55,6 +62,9 @@ class ProgressiveStrategy(Strategy):
         self.model: torch.nn.Module | None = None
         self.cache: PrefixCache | None = None
         self.thawed = -1
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.waiting: dict[int, list[dict[str, Any]]] = {}  # block id -> its groups, not yet in the optimizer
 
     @property
     def units(self) -> list[int]:
@@ -66,15 +76,18 @@ class ProgressiveStrategy(Strategy):
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         self.model, self.blocks = model, find_blocks(model)
         if self.options.cache:
-            self.cache = PrefixCache(self.blocks)
+            self.cache = PrefixCache(self.blocks, self.options.cache_mb)
         self.thaw(min(self.options.initial, len(self.units)))
         return model
 
     def thaw(self, count: int) -> bool:
-        """Make exactly the top `count` blocks (and the head) trainable. Returns whether anything changed."""
+        """Make exactly the top `count` blocks (and the head) trainable; once an optimizer is attached, hand it
+        the groups of the blocks that thawed. Returns whether anything changed."""
         if count == self.thawed:
             return False
         assert self.blocks is not None and self.model is not None
+        if self.optimizer is not None and count < self.thawed:
+            raise ValueError(f"progressive: cannot freeze blocks again ({self.thawed} -> {count} thawed).")
         n = len(self.blocks.layers)
         trainable = {n, *self.units[:count]}
         for name, p in self.model.named_parameters():
@@ -91,18 +104,80 @@ class ProgressiveStrategy(Strategy):
         if self.cache is not None:
             self.cache.set_frozen(n - len([u for u in self.units[:count] if u >= 0]), embeddings_frozen)
         self.thawed = count
+        if self.optimizer is not None:
+            for unit in self.units[:count]:
+                for group in self.waiting.pop(unit, []):
+                    add_group(self.optimizer, self.scheduler, group)
         return True
 
     def param_groups(self, model: torch.nn.Module, train: TrainConfig) -> list[dict[str, Any]]:
+        """The groups of what trains now; those of the frozen blocks wait for their block to thaw."""
         assert self.blocks is not None
         o = self.options
-        return layerwise_groups(
+        groups = layerwise_groups(
             model, self.blocks, lr=train.lr, weight_decay=train.weight_decay, decay=o.decay,
             head_multiplier=o.head_multiplier, only_trainable=False,
         )  # fmt: skip
+        thawed = max(self.thawed, 0)
+        now, later = {len(self.blocks.layers), *self.units[:thawed]}, set(self.units[thawed:])
+        self.waiting = {}
+        active = []
+        for group in groups:  # groups of blocks that never thaw (embeddings: false) are left out
+            group["peak_lr"] = group["lr"]
+            if group["block"] in later:
+                self.waiting.setdefault(group["block"], []).append(group)
+            elif group["block"] in now:
+                active.append(group)
+        return active
+
+    def attach(self, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+        self.optimizer, self.scheduler = optimizer, scheduler
+        optimizer.register_load_state_dict_pre_hook(self._before_load)
+
+    def _before_load(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> dict[str, Any]:
+        """Resume: thaw the blocks whose groups the saved state holds. NaN rollback to a state saved before
+        the last thaw: keep the newer groups (with fresh moments) by appending them to the saved state."""
+        saved = state["param_groups"]
+        blocks = {g.get("block") for g in saved}
+        count = max([i + 1 for i, unit in enumerate(self.units) if unit in blocks], default=0)
+        if count > self.thawed:
+            self.thaw(count)
+        extra = optimizer.param_groups[len(saved) :]
+        if not extra:
+            return state
+        index = sum(len(g["params"]) for g in saved)
+        padded = list(saved)
+        for group in extra:
+            padded.append({**{k: v for k, v in group.items() if k != "params"},
+                           "params": list(range(index, index + len(group["params"])))})  # fmt: skip
+            index += len(group["params"])
+        return {**state, "param_groups": padded}
 
     def callbacks(self) -> list[Callback]:
         return [Unfreeze(self)]
+
+
+def add_group(optimizer: torch.optim.Optimizer, scheduler: Any, group: dict[str, Any]) -> None:
+    """Add `group` on the schedule the head's group follows: its lr keys are the head's times the ratio of
+    their peak learning rates (so warm-up, decay and a halving after a NaN rollback all carry over)."""
+    ref = next(g for g in optimizer.param_groups if "peak_lr" in g)
+    factor = group["peak_lr"] / ref["peak_lr"]
+    new = dict(group)
+    for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+        if key in ref:
+            new[key] = ref[key] * factor
+    for key in ("betas", "max_momentum", "base_momentum"):  # one-cycle also cycles the momentum
+        if key in ref:
+            new[key] = ref[key]
+    optimizer.add_param_group(new)
+    if scheduler is None:
+        return
+    position = optimizer.param_groups.index(ref)
+    scheduler.base_lrs.append(scheduler.base_lrs[position] * factor)
+    if hasattr(scheduler, "lr_lambdas"):
+        scheduler.lr_lambdas.append(scheduler.lr_lambdas[position])
+    if getattr(scheduler, "_last_lr", None) is not None:
+        scheduler._last_lr.append(new["lr"])
 
 
 class Unfreeze(Callback):
@@ -137,4 +212,7 @@ class Unfreeze(Callback):
     def on_epoch_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
         record["thawed_blocks"] = self.strategy.thawed  # the blocks that trained at the end of this epoch
         record["trainable_params"] = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
+        record["param_groups"] = len(ctx.optimizer.param_groups)
+        if self.strategy.cache is not None:
+            record["prefix_cache_mb"] = round(self.strategy.cache.megabytes, 2)
         self._apply(ctx)

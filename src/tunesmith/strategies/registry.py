@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tunesmith.config.schema import StrategyConfig
+from tunesmith.data.messages import did_you_mean
 from tunesmith.errors import UserError
 from tunesmith.strategies.adapter import AdapterStrategy
 from tunesmith.strategies.base import Strategy
@@ -26,7 +27,9 @@ STRATEGIES: dict[str, type[Strategy]] = {
 def get_strategy(cfg: StrategyConfig) -> Strategy:
     if cfg.name not in STRATEGIES:
         known = ", ".join(STRATEGIES)
-        raise UserError(f"strategy.name: unknown strategy '{cfg.name}'; choose one of: {known}.")
+        guess = did_you_mean(cfg.name.replace("_", "-"), list(STRATEGIES))
+        hint = f"did you mean '{guess}'? " if guess else ""
+        raise UserError(f"strategy.name: unknown strategy '{cfg.name}'; {hint}choose one of: {known}.")
     extra = sorted(cfg.model_extra or {})
     cls = STRATEGIES[cfg.name]
     if extra and cls.options_model is None:

@@ -178,7 +178,7 @@ def train(
             )
             progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
             sums = state["epoch_sums"]
-            window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+            window_loss, window_n, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
             epoch_start = time.perf_counter()
             micro_in_step = 0
             nan_in_step = False
@@ -203,6 +203,7 @@ def train(
                     tokens = int(batch["attention_mask"].sum().item())
                     sums["tokens"] += tokens
                     window_loss += float(loss.item())
+                    window_n += 1
                     window_tokens += tokens
                 else:
                     nan_in_step = True
@@ -238,7 +239,7 @@ def train(
                     record = {
                         "kind": "step", "step": state["step"],
                         "epoch": round(epoch + state["batches_done"] / max(micro_per_epoch, 1), 4),
-                        "loss": window_loss / max(1, cfg.log_every * cfg.grad_accum),
+                        "loss": window_loss / window_n if window_n else float("nan"),
                         "lr": float(optimizer.param_groups[0]["lr"]),
                         "grad_norm": grad_norm, "tokens_per_s": window_tokens / max(elapsed, 1e-9),
                         "time_s": state["train_time_s"] + time.perf_counter() - epoch_start,
@@ -248,7 +249,7 @@ def train(
                 if logged:
                     history.write(record)
                     progress.update(record["loss"], record["lr"], record["tokens_per_s"])
-                    window_loss, window_tokens, window_start = 0.0, 0, time.perf_counter()
+                    window_loss, window_n, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
                     if cfg.nan_policy == "rollback":
                         good_state = (
                             _snapshot(accelerator.unwrap_model(model)),
@@ -270,6 +271,7 @@ def train(
                 float(np.std(val_losses, ddof=1) / math.sqrt(len(val_losses))) if len(val_losses) > 1 else 0.0
             )
             record["peak_memory_mb"] = peak_memory_mb()
+            ctx.extra["val_losses"] = val_losses  # per-example: the monitor's paired noise estimate
             for cb in callbacks:
                 cb.on_epoch_end(ctx, record)
             history.write(record)  # after the callbacks, so the keys they add are recorded

@@ -1,10 +1,11 @@
 """Learning-rate range test (Smith 2017): train briefly while the learning rate grows exponentially.
 
 The loss first stays flat (too small to matter), then falls (useful), then blows up (too large). The
-suggestion is the **valley** of the smoothed curve (as in fastai 2.x): the longest stretch over which the
-smoothed loss keeps falling, taken 2/3 of the way... more precisely at the point half-way through its
-middle third, which sits well below the minimum (where the loss is about to diverge) and above the flat
-start. The steepest-descent point and "minimum / 10" are recorded too, as alternatives.
+suggestion is the **valley** of the smoothed curve (as in fastai 2.x): the longest decreasing stretch of
+the curve between the end of the flat start and the minimum, and the point half-way through it. That
+sits well below the minimum (where the loss is about to diverge) and above the flat start, and is
+usually steadier than the steepest-descent point. The steepest-descent point ("steep") and the
+minimum / 10 ("minimum") are recorded too, as alternatives.
 
 Smoothing is a centred Gaussian window over the steps, not fastai's exponential moving average: with the
 ~30 steps an epoch allows, an EMA lags the raw loss by several steps, which shifts every suggestion to
@@ -78,11 +79,25 @@ def suggest(lrs: Sequence[float], smoothed: Sequence[float]) -> dict[str, float]
     # Only the part before the minimum is meaningful: past it the loss is diverging.
     span = max(lowest, 2)
     slope = np.gradient(loss[: span + 1], np.log(lrs_a[: span + 1]))
+    begin = _descent_start(loss, lowest)
     return {
-        "valley": float(lrs_a[_valley_index(loss)]),
+        "valley": float(lrs_a[begin + _valley_index(loss[begin : lowest + 1])]),
         "steep": float(lrs_a[int(np.argmin(slope[:span]))]),
         "minimum": float(lrs_a[lowest] / 10.0),
     }
+
+
+def _descent_start(loss: np.ndarray, lowest: int) -> int:
+    """Where the flat start ends: the last point before the minimum still within 5% of the total drop.
+
+    Smoothing makes a flat start decrease by tiny amounts, which the valley's longest decreasing run would
+    otherwise take in and so pick too small a learning rate.
+    """
+    drop = float(loss[0] - loss[lowest])
+    if drop <= 0 or lowest < 2:
+        return 0
+    flat = np.flatnonzero(loss[: lowest + 1] >= loss[0] - 0.05 * drop)
+    return int(flat[-1]) if flat.size else 0
 
 
 def _valley_index(loss: np.ndarray) -> int:

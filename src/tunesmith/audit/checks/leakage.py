@@ -82,6 +82,6 @@ def _finding(
         + ("" if sims is None else f" as near-duplicates (similarity >= {ctx.cfg.near_duplicate_threshold})"),
         evidence,
         rows_a.tolist(),
-        f"Remove the {len(rows_a)} overlapping {a} rows (`--fix-only {fix}`) so {b} scores measure unseen "
+        f"Remove the {plural(len(rows_a), f'overlapping {a} row')} (`--fix-only {fix}`) so {b} scores measure unseen "
         f"text, and make splits by source (user, product, document) rather than by row.",
     )

@@ -24,7 +24,7 @@ def empty_texts(ctx: AuditContext) -> list[Finding]:
         rows = np.nonzero(ctx.empty[split])[0]
         if len(rows) == 0:
             continue
-        missing = sum(1 for r in rows if ctx.frame(split)["text"].iat[r] is None)
+        missing = int(ctx.missing_text[split][rows].sum())
         share = len(rows) / len(ctx.empty[split])
         findings.append(
             make_finding(
@@ -82,17 +82,18 @@ def truncation(ctx: AuditContext) -> list[Finding]:
     method = "tokenizer" if ctx.tokenizer is not None else "whitespace words"
     for split in ctx.splits:
         lengths = ctx.token_lengths[split]
-        rows = np.nonzero(lengths > limit)[0]
+        rows = lengths.over(limit)
         if len(rows) == 0:
             continue
-        share = len(rows) / len(lengths)
-        p95 = float(np.percentile(lengths, 95))
+        share = len(rows) / len(lengths.counts)
+        p95 = lengths.percentile(95)
         suggested = min(MAX_SUGGESTED_LENGTH, int(math.ceil(p95 / 32) * 32))
         patch = {"model.max_length": suggested} if suggested > limit else None
         evidence = {
             "split": split, "count": len(rows), "share": round(share, 6), "max_length": limit,
-            "counted_with": method, "median": float(np.median(lengths)), "p95": p95,
-            "max": int(lengths.max()), "examples": ctx.examples(split, rows, tokens=lengths[rows[:5]].tolist()),
+            "counted_with": method, "median": lengths.percentile(50), "p95": p95, "max": lengths.max,
+            "quantiles_from_rows": len(lengths.sample),
+            "examples": ctx.examples(split, rows, tokens=lengths.counts[rows[:5]].tolist()),
         }  # fmt: skip
         advice = (
             f"Raise model.max_length to {suggested} (covers 95% of texts; cost grows with length)"

@@ -1,13 +1,21 @@
 """Per-layer gradient norms and update/weight ratios, added to the logged step records of history.jsonl.
 
-Keys added on logged steps: ``grad_norm/<layer>`` (measured after backward, before clipping) and, on the
+Keys added on logged steps: ``grad_norm/<layer>`` (measured after backward, before clipping), the global
+``grad_norm`` when the loop did not measure one (``train.grad_clip: null``) and, on the
 first logged step of every ``train.monitor_every`` interval, ``update_ratio/<layer>`` = ||w_after - w_before||
 / ||w_before|| across that optimizer step. Layers are ``embeddings``, ``block.N`` (each transformer block) and
-``head`` (everything else that trains: pooler, final norm, classifier, adapters outside blocks).
+``head`` (everything else that trains: pooler, final norm, classifier, adapters outside blocks). When the
+trainable set changes during training (progressive unfreezing), the layers are indexed again.
+
+Keys added to epoch records: ``val_loss_ref_epoch``, the epoch with the lowest validation loss so far, and
+``val_loss_paired_se``, the standard error of the per-example differences between this epoch's validation
+losses and that epoch's. Both evaluations use the same examples, so this paired error, not the error of either
+mean alone, is the noise a rise in validation loss must be judged against (diagnosis: overfitting).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +77,11 @@ class GradientMonitor(Callback):
         self._grad_present: list[bool] = []
         self._snapshot: list[torch.Tensor] | None = None
         self._snapshot_step = 0
+        self._model: torch.nn.Module | None = None
+        self.ref_epoch: int | None = (
+            None  # epoch (1-based) of the lowest validation loss so far (checkpointed)
+        )
+        self.ref_losses: list[float] = []  # its per-example validation losses (checkpointed)
 
     def on_train_start(self, ctx: TrainContext) -> None:
         if self.log_every is None:
@@ -79,6 +92,7 @@ class GradientMonitor(Callback):
 
     def bind(self, model: torch.nn.Module) -> None:
         """Index the trainable parameters by layer group; call again when the trainable set changes."""
+        self._model = model
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self._layers = sorted({layer_of(n) for n, _ in named}, key=_layer_sort_key)
         position = {layer: i for i, layer in enumerate(self._layers)}
@@ -96,7 +110,11 @@ class GradientMonitor(Callback):
 
     def on_after_backward(self, ctx: TrainContext) -> None:
         step = ctx.step + 1
-        if not self._params or not self._is_logged(step):
+        if not self._is_logged(step):
+            return
+        if self._model is not None and self._trainable_changed(self._model):
+            self.bind(self._model)
+        if not self._params:
             return
         # Parameters trainable but unused in this step (e.g. a frozen branch) have no gradient: report 0.
         grads = [p.grad if p.grad is not None else torch.zeros((), device=p.device) for p in self._params]
@@ -132,6 +150,8 @@ class GradientMonitor(Callback):
             values.append(delta / weight.clamp_min(torch.finfo(torch.float32).tiny))
             self.last_ratio_step = self._snapshot_step
         host = torch.stack([v.to(grad_norms.device) for v in values]).tolist()  # the one transfer
+        if record.get("grad_norm") is None:  # no clipping: the loop measured no global norm
+            record["grad_norm"] = float(sum(v * v for v in host[0]) ** 0.5)
         for layer, norm, has_grad in zip(self._layers, host[0], present, strict=True):
             if has_grad:
                 record[f"grad_norm/{layer}"] = float(norm)
@@ -139,12 +159,37 @@ class GradientMonitor(Callback):
             for layer, ratio in zip(self._layers, host[1], strict=True):
                 record[f"update_ratio/{layer}"] = float(ratio)
 
+    def on_epoch_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
+        losses = ctx.extra.get("val_losses")
+        if losses is None or len(losses) == 0:
+            return
+        current = [float(v) for v in losses]
+        mean = sum(current) / len(current)
+        if self.ref_epoch is not None and len(self.ref_losses) == len(current) and len(current) > 1:
+            diffs = [a - b for a, b in zip(current, self.ref_losses, strict=True)]
+            centre = sum(diffs) / len(diffs)
+            variance = sum((d - centre) ** 2 for d in diffs) / (len(diffs) - 1)
+            record["val_loss_ref_epoch"] = self.ref_epoch
+            record["val_loss_paired_se"] = math.sqrt(variance / len(diffs))
+        reference = sum(self.ref_losses) / len(self.ref_losses) if self.ref_losses else math.inf
+        if math.isfinite(mean) and mean < reference:
+            self.ref_epoch, self.ref_losses = int(record.get("epoch", ctx.epoch + 1)), current
+
+    def _trainable_changed(self, model: torch.nn.Module) -> bool:
+        return sum(1 for p in model.parameters() if p.requires_grad) != len(self._params)
+
     @property
     def layers(self) -> list[str]:
         return list(self._layers)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_ratio_step": self.last_ratio_step}
+        return {
+            "last_ratio_step": self.last_ratio_step,
+            "ref_epoch": self.ref_epoch,
+            "ref_losses": self.ref_losses,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.last_ratio_step = int(state.get("last_ratio_step", 0))
+        self.ref_epoch = state.get("ref_epoch")
+        self.ref_losses = [float(v) for v in state.get("ref_losses", [])]

@@ -1,0 +1,157 @@
+"""The statistics of a comparison, on plain data: leaderboard, paired tests, Holm correction, recommendation.
+
+Input: per variant, a list of runs (one per seed, and per fold with cross-validation), each with a key
+shared across variants (same seed, same fold), its score on the scored split, and its predictions there.
+
+Which test decides "significant": with at least `MIN_RUNS_FOR_PAIRED` runs per variant, the paired test
+across runs (t-test by default, or Wilcoxon), which covers the luck of the seed and the fold; with fewer
+runs only McNemar's test on the predictions is possible (it covers the sampling of the test examples, not
+the training noise). McNemar is computed on every run pair and reported as the median p. Each family of
+p-values is Holm-corrected over all pairs of variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any, Literal
+
+import numpy as np
+
+from tunesmith.tuning.stats import bootstrap_ci, bootstrap_mean_ci, holm, mcnemar, mean_std, paired_test
+
+MIN_RUNS_FOR_PAIRED = 3
+
+
+@dataclass
+class UnitRun:
+    key: str  # e.g. "seed 42" or "seed 42 fold 3": equal across variants for the same seed and fold
+    score: float
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    train_time_s: float = 0.0
+    peak_memory_mb: float | None = None
+
+
+@dataclass
+class VariantRuns:
+    label: str
+    runs: list[UnitRun]
+    trainable_params: int | None = None
+    total_params: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def leaderboard(
+    variants: list[VariantRuns], metric: str, num_classes: int, *, seed: int = 0
+) -> list[dict[str, Any]]:
+    """One row per variant, best first: mean, std, 95% bootstrap CI and cost."""
+    rows = []
+    for v in variants:
+        scores = [r.score for r in v.runs]
+        mean, std = mean_std(scores)
+        if metric in ("accuracy", "macro_f1", "weighted_f1"):
+            low, high = bootstrap_ci([(r.y_true, r.y_pred) for r in v.runs], num_classes, metric, seed=seed)  # type: ignore[arg-type]
+        else:
+            low, high = bootstrap_mean_ci(scores, seed=seed)
+        memory = [r.peak_memory_mb for r in v.runs if r.peak_memory_mb is not None]
+        rows.append({
+            "variant": v.label, "runs": len(v.runs), "mean": mean, "std": std, "ci_low": low, "ci_high": high,
+            "scores": scores, "train_time_s": float(np.mean([r.train_time_s for r in v.runs])),
+            "peak_memory_mb": max(memory) if memory else None, "trainable_params": v.trainable_params,
+            "total_params": v.total_params,
+        })  # fmt: skip
+    return sorted(rows, key=lambda r: r["mean"], reverse=metric != "loss")
+
+
+def pairwise(
+    variants: list[VariantRuns], metric: str, *, method: Literal["t", "wilcoxon"] = "t", alpha: float = 0.05
+) -> list[dict[str, Any]]:
+    """Every pair of variants: paired test across runs and McNemar on predictions, both Holm-corrected."""
+    pairs: list[dict[str, Any]] = []
+    for a, b in combinations(variants, 2):
+        by_key_b = {r.key: r for r in b.runs}
+        shared = [(r, by_key_b[r.key]) for r in a.runs if r.key in by_key_b]
+        scores_a, scores_b = [x.score for x, _ in shared], [y.score for _, y in shared]
+        paired = paired_test(scores_a, scores_b, method)
+        mc = [mcnemar(x.y_pred == x.y_true, y.y_pred == y.y_true) for x, y in shared
+              if len(x.y_true) == len(y.y_true) and np.array_equal(x.y_true, y.y_true)]  # fmt: skip
+        diff = float(np.mean(scores_a) - np.mean(scores_b)) if shared else float("nan")
+        pairs.append({
+            "a": a.label, "b": b.label, "runs": len(shared), "diff": diff,
+            "paired": paired.to_dict(),
+            "mcnemar": {"p_value": float(np.median([m.p_value for m in mc])) if mc else 1.0,
+                        "significant_runs": sum(m.p_value < alpha for m in mc), "runs": len(mc),
+                        "detail": mc[0].detail if len(mc) == 1 else f"median over {len(mc)} runs"},
+        })  # fmt: skip
+    if pairs:
+        for family in ("paired", "mcnemar"):
+            adjusted = holm([p[family]["p_value"] for p in pairs])
+            for p, value in zip(pairs, adjusted, strict=True):
+                p[family]["p_holm"] = value
+        for p in pairs:
+            primary = "paired" if p["runs"] >= MIN_RUNS_FOR_PAIRED else "mcnemar"
+            p["decided_by"] = primary
+            p["p_holm"] = p[primary]["p_holm"]
+            p["significant"] = bool(p["p_holm"] < alpha)
+            better = p["diff"] > 0 if metric != "loss" else p["diff"] < 0
+            p["better"] = p["a"] if better else p["b"]
+    return pairs
+
+
+def _pair(pairs: list[dict[str, Any]], x: str, y: str) -> dict[str, Any]:
+    return next(p for p in pairs if {p["a"], p["b"]} == {x, y})
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def recommend(board: list[dict[str, Any]], pairs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    """The cheapest variant not significantly worse than the leader, with sentences that say why."""
+    leader = board[0]
+    tied = [leader] + [
+        r for r in board[1:] if not _pair(pairs, leader["variant"], r["variant"])["significant"]
+    ]
+    pick = min(tied, key=lambda r: (r["train_time_s"], r["trainable_params"] or 0))
+    sentences = []
+    for r in board[1:]:
+        p = _pair(pairs, leader["variant"], r["variant"])
+        cost = _ratio(leader["train_time_s"], r["train_time_s"])
+        costs = f" and costs {cost:.1f}x the training time" if cost and cost >= 1.05 else ""
+        if cost and cost <= 1 / 1.05:
+            costs = f" and costs {1 / cost:.1f}x less training time"
+        verdict = "significantly better than" if p["significant"] else "not significantly better than"
+        sentences.append(
+            f"{leader['variant']} is {verdict} {r['variant']} ({metric} {leader['mean']:.4f} vs {r['mean']:.4f}, "
+            f"{p['decided_by']} p={p['p_holm']:.3g} Holm-adjusted){costs}."
+        )
+    if pick is leader:
+        why = "highest score" + (
+            ", and the cheapest of the variants within noise of it"
+            if len(tied) > 1
+            else ", significantly better than every other variant"
+            if len(board) > 1
+            else ""
+        )
+    else:
+        time_ratio = _ratio(leader["train_time_s"], pick["train_time_s"])
+        params = _ratio(leader["trainable_params"], pick["trainable_params"])
+        extra = f" and {params:.1f}x the trainable parameters" if params and params >= 1.05 else ""
+        why = (
+            f"{leader['variant']} scores highest but is not significantly better and costs "
+            f"{time_ratio or float('nan'):.1f}x the training time{extra}"
+        )
+    # fmt: skip
+    return {"variant": pick["variant"], "reason": why, "sentences": sentences,
+            "text": f"Recommended: {pick['variant']} ({why})."}  # fmt: skip
+
+
+def analyse(
+    variants: list[VariantRuns], metric: str, num_classes: int, *, method: Literal["t", "wilcoxon"] = "t",
+    alpha: float = 0.05,
+) -> dict[str, Any]:  # fmt: skip
+    board = leaderboard(variants, metric, num_classes)
+    pairs = pairwise(variants, metric, method=method, alpha=alpha)
+    return {"leaderboard": board, "pairs": pairs, "recommendation": recommend(board, pairs, metric),
+            "alpha": alpha, "test": method}  # fmt: skip

@@ -1,0 +1,106 @@
+"""`tunesmith tune`: the search spec of the issue, a study killed part-way that resumes without repeating
+finished trials, best.yaml and tune.html, and bad search specs ending in one line and exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from optuna.trial import TrialState
+from typer.testing import CliRunner
+
+from tunesmith.cli import app
+from tunesmith.config.loader import load_recipe
+
+runner = CliRunner()
+ISSUE_SPACE = {
+    "train.lr": {"type": "float", "low": 1.0e-5, "high": 1.0e-3, "log": True},
+    "strategy.name": {"type": "categorical", "choices": ["frozen", "lora", "full"]},
+}
+
+
+def _write(tmp_path: Path, recipe: dict[str, Any]) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("search", "needle"),
+    [
+        ({"train.lr": {"type": "float", "low": 1e-3, "high": 1e-5}}, "search.train.lr: low must be below high"),
+        ({"train.lrr": {"type": "float", "low": 1e-5, "high": 1e-3}}, "search.train.lrr"),
+        ({"strategy.name": {"type": "categorical", "choices": ["lora", "nonsense"]}}, "search.strategy.name"),
+        ({"train.epochs": {"type": "int", "low": 0, "high": 3}}, "search.train.epochs"),
+        ({"train.lr": {"type": "float", "low": 0, "high": 1e-3, "log": True}}, "log: true needs low > 0"),
+        ({"output.name": {"type": "categorical", "choices": ["a", "b"]}}, "search.output.name"),
+        ({}, "no search: section"),
+    ],
+)
+def test_bad_search_spec_is_one_line_and_exit_2(
+    tmp_path: Path, recipe_dict: dict[str, Any], search: dict[str, Any], needle: str
+) -> None:
+    path = _write(tmp_path, {**recipe_dict, "search": search})
+    result = runner.invoke(app, ["tune", str(path), "--trials", "2"])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.startswith("error:")]) == 1
+    assert not (tmp_path / "runs" / "toy" / "trials").exists(), "nothing may run on a bad spec"
+
+
+def _finished(storage: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        study = optuna.load_study(study_name="toy", storage=storage)
+    except Exception:  # not created yet, or the database is busy
+        return []
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def test_killed_study_resumes_without_repeating_trials(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
+    recipe_dict["train"]["epochs"] = 1
+    recipe_dict["search"] = ISSUE_SPACE
+    recipe_dict["tune"] = {"sampler": "random", "pruner": "none"}
+    path = _write(tmp_path, recipe_dict)
+    root = tmp_path / "runs" / "toy"
+    storage = f"sqlite:///{root / 'study.db'}"
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "tunesmith.cli", "tune", str(path), "--trials", "3", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while len(_finished(storage)) < 2 and worker.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGKILL)  # mid-way through the third trial: no clean-up at all
+    worker.wait()
+    before = {t.number: t for t in _finished(storage)}
+    assert len(before) == 2, "the worker should have been killed after exactly two trials"
+    stamps = {n: (root / "trials" / str(n) / "metrics.json").stat().st_mtime_ns for n in before}
+
+    result = runner.invoke(app, ["tune", str(path), "--trials", "3", "--quiet"])
+    assert result.exit_code == 0, result.output
+
+    study = optuna.load_study(study_name="toy", storage=storage)
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    assert len(complete) == 3, "the study resumes to 3 finished trials, not 3 more"
+    for number, trial in before.items():  # finished trials are kept, never run again
+        again = next(t for t in complete if t.number == number)
+        assert again.value == trial.value and again.params == trial.params
+        assert (root / "trials" / str(number) / "metrics.json").stat().st_mtime_ns == stamps[number]
+    assert sum(1 for t in study.trials if t.state == TrialState.RUNNING) <= 1  # the one the kill interrupted
+    summary = json.loads((root / "tune.json").read_text())
+    best = summary["best"]
+    assert best["value"] == max(t.value for t in complete if t.value is not None)
+    recipe = load_recipe(root / "best.yaml")  # the best trial, runnable as a recipe
+    assert recipe.train.lr == pytest.approx(best["params"]["train.lr"])
+    assert recipe.strategy.name == best["params"]["strategy.name"] and not recipe.search
+    page = (root / "tune.html").read_text()
+    assert "Optimisation history" in page and "Plotly" in page and "https://" not in page.split("<script>")[0]
