@@ -104,6 +104,28 @@ def save_model(
     return final
 
 
+ADAPTER_STRATEGIES = {"lora", "ia3", "prompt-tuning", "adapter"}
+
+
+def usage(strategy: str) -> str:
+    """How to load the saved model: plain weights, or an adapter on top of its base model."""
+    if strategy not in ADAPTER_STRATEGIES:
+        return """```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained("path/to/model")
+tokenizer = AutoTokenizer.from_pretrained("path/to/model")
+```"""
+    merge = (
+        "; `tunesmith export RUN_DIR --merge --out DIR` writes a plain model that loads without PEFT"
+        if strategy in {"lora", "ia3"}
+        else ""
+    )
+    return (
+        f"This directory holds only the `{strategy}` adapter (adapter_config.json + adapter_model.safetensors, "
+        f"with the classification head). `tunesmith predict RUN_DIR` loads it on its base model{merge}."
+    )
+
+
 def model_card(recipe: Recipe, metrics: dict[str, Any]) -> str:
     def row(split: str) -> str:
         m = metrics.get(split)
@@ -129,11 +151,7 @@ Labels: {labels}. Training data: `{recipe.data.train}` (text column `{recipe.dat
 {row("validation")}
 {row("test")}
 
-```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-model = AutoModelForSequenceClassification.from_pretrained("path/to/model")
-tokenizer = AutoTokenizer.from_pretrained("path/to/model")
-```
+{usage(recipe.strategy.name)}
 
 Validation: {headline(metrics["validation"])}. The full recipe is in the run directory's `config.yaml`.
 """

@@ -128,20 +128,36 @@ class Interrupt(Callback):
             raise KeyboardInterrupt
 
 
-@pytest.mark.parametrize("strategy", [{"name": "progressive", "every": 1}, {"name": "lora", "r": 4}],
-                         ids=["progressive", "lora"])  # fmt: skip
-def test_resume_continues_exactly(recipe_dict: dict[str, Any], strategy: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "exact"),
+    [({"name": "progressive", "every": 1, "cache": False}, True), ({"name": "progressive", "every": 1}, False),
+     ({"name": "lora", "r": 4}, True)],
+    ids=["progressive-no-cache", "progressive", "lora"],
+)  # fmt: skip
+def test_resume_continues(recipe_dict: dict[str, Any], strategy: dict[str, Any], exact: bool) -> None:
     """Cut in epoch 2 and resumed from the epoch-1 checkpoint: for progressive, the optimizer must regain the
-    parameter groups of the block that thawed after epoch 1 before the saved state loads into it."""
+    parameter groups of the block that thawed after epoch 1 before the saved state loads into it. With its
+    block cache, the resumed run recomputes block outputs the uninterrupted run had cached from epoch 1, in
+    other batches (other padding): equal to float rounding, not bit for bit."""
     whole = run(_recipe(recipe_dict, "whole", strategy), quiet=True)
     with pytest.raises(KeyboardInterrupt):
         run(_recipe(recipe_dict, "cut", strategy), quiet=True, extra_callbacks=[Interrupt()])
     resumed = run(_recipe(recipe_dict, "cut", strategy), quiet=True, resume=True)
     # The last checkpoint holds the last step's weights (model/ holds the best epoch's, maybe from before the cut).
     a, b = (load_file(str(latest_checkpoint(r.run_dir) / "model.safetensors")) for r in (whole, resumed))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == b.keys()
     assert any("lora_" in k for k in a) == (strategy["name"] == "lora")
-    assert whole.metrics["test"] == resumed.metrics["test"]
+    if exact:
+        assert all(torch.equal(a[k], b[k]) for k in a)
+        assert whole.metrics["test"] == resumed.metrics["test"]
+    else:
+        assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+        assert whole.metrics["test"]["macro_f1"] == pytest.approx(
+            resumed.metrics["test"]["macro_f1"], abs=0.02
+        )
+    history = [json.loads(line) for line in (resumed.run_dir / "history.jsonl").read_text().splitlines()]
+    if strategy["name"] == "progressive":
+        assert [e["param_groups"] for e in history if e["kind"] == "epoch"] == [2, 4, 6]
 
 
 @pytest.mark.parametrize("name", ["lora", "ia3"])

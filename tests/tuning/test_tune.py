@@ -37,7 +37,10 @@ def _write(tmp_path: Path, recipe: dict[str, Any]) -> Path:
 @pytest.mark.parametrize(
     ("search", "needle"),
     [
-        ({"train.lr": {"type": "float", "low": 1e-3, "high": 1e-5}}, "search.train.lr: low must be below high"),
+        (
+            {"train.lr": {"type": "float", "low": 1e-3, "high": 1e-5}},
+            "search.train.lr: low must be below high",
+        ),
         ({"train.lrr": {"type": "float", "low": 1e-5, "high": 1e-3}}, "search.train.lrr"),
         ({"strategy.name": {"type": "categorical", "choices": ["lora", "nonsense"]}}, "search.strategy.name"),
         ({"train.epochs": {"type": "int", "low": 0, "high": 3}}, "search.train.epochs"),

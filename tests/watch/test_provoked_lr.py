@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from watch_runs import findings, recipe, records, run_recipe
+
 from conftest import toy_rows
-from watch_runs import findings, records, recipe, run_recipe
 
 
 def test_huge_learning_rate_diverges(tmp_path: Path, tiny_model: Path) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from watch_runs import PoisonForward, findings, recipe, records, run_recipe
+
 from conftest import toy_rows
-from watch_runs import PoisonForward, findings, records, recipe, run_recipe
 
 EXPECTED = {  # policy -> (event, finding severity, stop reason set)
     "stop": ("nan_stop", "error", True),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from watch_runs import findings, noisy_rows, recipe, records, run_recipe
+
 from conftest import toy_rows
-from watch_runs import findings, noisy_rows, records, recipe, run_recipe
 
 
 def test_thirty_epochs_on_forty_rows_overfit(tmp_path: Path, tiny_model: Path) -> None:
     config = recipe(
-        tmp_path, tiny_model, noisy_rows(40, seed=3), validation_rows=toy_rows(60, seed=4), name="overfit",
+        tmp_path, tiny_model, noisy_rows(40, seed=3), validation_rows=toy_rows(120, seed=4), name="overfit",
         epochs=30, batch_size=40, lr=1e-2, schedule="constant", warmup_ratio=0.0, weight_decay=0.0,
         early_stopping={"patience": None},
     )  # fmt: skip

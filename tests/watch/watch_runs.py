@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from conftest import toy_rows, write_tsv
-
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.findings import Finding
 from tunesmith.run import RunResult, run
@@ -22,10 +21,12 @@ LABELS = ("negative", "neutral", "positive")
 Row = tuple[str, str, str]
 
 
-def noisy_rows(n: int, seed: int, noise: float = 0.5) -> list[Row]:
-    """Toy rows where a share of labels is redrawn at random: there is noise to memorise."""
-    rng = random.Random(seed)
-    return [(t, rng.choice(LABELS) if rng.random() < noise else label, g) for t, label, g in toy_rows(n, seed)]
+def noisy_rows(n: int, seed: int) -> list[Row]:
+    """Toy rows with every second label redrawn at random: there is noise to memorise."""
+    rng, labels = random.Random(0), ["positive", "negative", "neutral"]
+    return [
+        (t, rng.choice(labels) if i % 2 else label, g) for i, (t, label, g) in enumerate(toy_rows(n, seed))
+    ]
 
 
 def recipe(

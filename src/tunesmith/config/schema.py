@@ -18,7 +18,8 @@ from pydantic import (
     PositiveInt,
     field_validator,
     model_validator,
-)  # fmt: skip
+)
+from pydantic_core import PydanticCustomError
 
 
 class Section(BaseModel):
@@ -86,8 +87,10 @@ def _learning_rate(value: Any) -> Any:
         number = float(value)
     except (TypeError, ValueError):
         number = math.nan
-    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+    if isinstance(value, bool) or not math.isfinite(number):
         raise ValueError("must be a number greater than 0, or auto (the lr range test picks it)")
+    if number <= 0:  # the same error (and message) as a plain `gt=0` field
+        raise PydanticCustomError("greater_than", "Input should be greater than {gt}", {"gt": 0.0})
     return number
 
 

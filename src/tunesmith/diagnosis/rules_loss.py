@@ -28,6 +28,7 @@ from tunesmith.findings import Finding
 
 SPIKE_FACTOR = 2.0  # a logged loss this many times the median of the previous few is a spike
 SPIKE_MIN_JUMP = 0.3  # ... and at least this much higher in absolute terms (noise near zero loss)
+SPIKE_NOISE = 5.0  # ... and this many times the run's typical step-to-step change (batch-to-batch noise)
 
 
 @rule("divergence")
@@ -67,9 +68,13 @@ def loss_spikes(data: RunData) -> list[Finding]:
     if curve is None or divergence(data):
         return []  # a diverged run gets the divergence finding instead
     spikes = []
+    # Small logged windows on imbalanced data swing between majority-only and mixed batches: a jump counts
+    # only when it stands out from how much the logged loss typically changes from one record to the next.
+    noise = median([abs(b - a) for a, b in zip(curve.losses[:-1], curve.losses[1:], strict=True)])
     for i in range(3, len(curve.losses)):
         reference = median(curve.losses[max(0, i - 5) : i])
-        if curve.losses[i] > SPIKE_FACTOR * reference and curve.losses[i] - reference > SPIKE_MIN_JUMP:
+        jump = curve.losses[i] - reference
+        if curve.losses[i] > SPIKE_FACTOR * reference and jump > max(SPIKE_MIN_JUMP, SPIKE_NOISE * noise):
             spikes.append((curve.steps[i], curve.losses[i] / reference))
     if not spikes:
         return []

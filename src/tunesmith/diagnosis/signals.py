@@ -24,7 +24,7 @@ class Curve:
     losses: list[float]
     first: float  # median of the first quarter
     last: float  # median of the last quarter
-    low: float
+    low: float  # lowest rolling median: one lucky batch is not the level the loss reached
     peak: float
 
     @property
@@ -38,7 +38,9 @@ def loss_curve(data: RunData) -> Curve | None:
         return None
     steps, losses = [s for s, _ in points], [v for _, v in points]
     k = max(1, len(losses) // 4)
-    return Curve(steps, losses, median(losses[:k]), median(losses[-k:]), min(losses), max(losses))
+    w = max(3, len(losses) // 8)
+    low = min(median(losses[i : i + w]) for i in range(len(losses) - w + 1))
+    return Curve(steps, losses, median(losses[:k]), median(losses[-k:]), low, max(losses))
 
 
 def divergence(data: RunData) -> str | None:

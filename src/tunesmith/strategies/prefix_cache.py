@@ -48,8 +48,8 @@ class PrefixCache:
     def set_frozen(self, frozen_layers: int, embeddings_frozen: bool) -> None:
         self.frozen = frozen_layers
         self.active = embeddings_frozen and frozen_layers > 0
-        for layer in [i for i in self.entries if i >= frozen_layers or not self.active]:
-            del self.entries[layer]  # thawed: its output is no longer fixed
+        for index in [i for i in self.entries if i >= frozen_layers or not self.active]:
+            del self.entries[index]  # thawed: its output is no longer fixed
         self.lower_bytes = sum(_size(e) for i, e in self.entries.items() if i < frozen_layers - 1)
         for i, layer in enumerate(self.layers):
             if self.active and i < frozen_layers:

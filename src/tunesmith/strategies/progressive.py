@@ -4,7 +4,9 @@ The optimizer starts with the parameter groups of what trains from the start (th
 each block that thaws brings its own groups (with / without weight decay, at its layer-wise learning rate),
 added to the optimizer and the learning-rate schedule at that moment. What is thawed is a pure function of
 the optimizer step. On resume, a pre-hook on the optimizer's load_state_dict thaws the blocks whose groups
-the checkpoint holds before the state is loaded, so the saved groups and moments fit.
+the checkpoint holds before the state is loaded, so the saved groups and moments fit. The block cache
+starts empty on resume: outputs the uninterrupted run had cached are recomputed in other batches, whose other
+padding changes the last bit, so a resumed run matches to float rounding (`cache: false` resumes bit for bit).
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def compare(
         "train s/run",
         "trainable",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     leader = report["leaderboard"][0]["variant"]
     pairs = {frozenset((p["a"], p["b"])): p for p in report["pairs"]}
     for i, r in enumerate(report["leaderboard"]):

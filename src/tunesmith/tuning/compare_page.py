@@ -45,9 +45,13 @@ def render_compare_page(target: Path, report: dict[str, Any]) -> Path:
     board_rows = [[i + 1, r["variant"], r["mean"], r["std"], f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]", r["runs"],
                    r["train_time_s"], r["peak_memory_mb"], r["trainable_params"]]
                   for i, r in enumerate(report["leaderboard"])]  # fmt: skip
-    pair_rows = [[p["a"], p["b"], p["diff"], p["runs"], p["paired"]["test"], p["paired"]["p_value"],
-                  p["paired"]["p_holm"], p["mcnemar"]["p_value"], p["mcnemar"]["p_holm"], p["decided_by"],
-                  "yes" if p["significant"] else "no", p["better"] if p["significant"] else "—"]
+
+    def boot(p: dict[str, Any], key: str) -> Any:
+        return p["bootstrap"][key] if p.get("bootstrap") else None
+
+    pair_rows = [[p["a"], p["b"], p["diff"], p["runs"], boot(p, "p_value"), boot(p, "p_holm"), p["paired"]["test"],
+                  p["paired"]["p_value"], p["paired"]["p_holm"], p["mcnemar"]["p_value"], p["mcnemar"]["p_holm"],
+                  p["decided_by"], "yes" if p["significant"] else "no", p["better"] if p["significant"] else "—"]
                  for p in report["pairs"]]  # fmt: skip
     settings = (f"Scored on the {report['split']} split, metric {report['metric']}; seeds {report['seeds']}"
                 + (f", {report['cv']}-fold cross-validation" if report["cv"] else "")
@@ -62,11 +66,12 @@ def render_compare_page(target: Path, report: dict[str, Any]) -> Path:
                    "peak memory MB", "trainable params"], board_rows),
             plot("scores"), plot("cost")])),
         section("tests", "Paired tests", join([
-            tag("p", "paired: t-test (or Wilcoxon) over runs matched by seed and fold; McNemar: on the "
-                     "predictions of runs matched by seed and fold (median p over runs). The decision uses the "
-                     "paired test with 3 or more runs per variant, McNemar otherwise.", class_="note"),
-            table(["A", "B", "mean A - B", "runs", "paired test", "p", "p (Holm)", "McNemar p", "McNemar p (Holm)",
-                   "decided by", "significant", "better"], pair_rows)])),
+            tag("p", "bootstrap: paired two-level bootstrap of the mean difference (runs and examples resampled "
+                     "with the same draws for both variants); it decides for accuracy and F1. paired: t-test (or "
+                     "Wilcoxon) over runs matched by seed and fold; McNemar: on the predictions of runs matched by "
+                     "seed and fold (median p over runs). p (Holm): corrected over all pairs.", class_="note"),
+            table(["A", "B", "mean A - B", "runs", "bootstrap p", "bootstrap p (Holm)", "paired test", "p",
+                   "p (Holm)", "McNemar p", "McNemar p (Holm)", "decided by", "significant", "better"], pair_rows)])),
         section("variants", "Variants", table(["#", "variant", "overrides"],
                                               [[v["index"], v["label"], " ".join(v["overrides"])]
                                                for v in report["variants"]])),

@@ -3,11 +3,13 @@
 Input: per variant, a list of runs (one per seed, and per fold with cross-validation), each with a key
 shared across variants (same seed, same fold), its score on the scored split, and its predictions there.
 
-Which test decides "significant": with at least `MIN_RUNS_FOR_PAIRED` runs per variant, the paired test
-across runs (t-test by default, or Wilcoxon), which covers the luck of the seed and the fold; with fewer
-runs only McNemar's test on the predictions is possible (it covers the sampling of the test examples, not
-the training noise). McNemar is computed on every run pair and reported as the median p. Each family of
-p-values is Holm-corrected over all pairs of variants.
+Which test decides "significant": for accuracy and F1 scores, a paired two-level bootstrap of the mean
+difference (runs resampled, and examples inside each run, with the same draws for both variants), which
+covers both the luck of the seed or fold and the sampling of the evaluated examples. For the loss (no
+per-example predictions to resample) it is the paired t-test (or Wilcoxon) across runs, given at least
+`MIN_RUNS_FOR_PAIRED` runs, else McNemar. The paired t / Wilcoxon test across runs and McNemar's test on
+each run's predictions (median p over runs) are reported beside it. Every family of p-values is
+Holm-corrected over all pairs of variants.
 """
 
 from __future__ import annotations
@@ -18,9 +20,19 @@ from typing import Any, Literal
 
 import numpy as np
 
-from tunesmith.tuning.stats import bootstrap_ci, bootstrap_mean_ci, holm, mcnemar, mean_std, paired_test
+from tunesmith.tuning.stats import (
+    bootstrap_ci,
+    bootstrap_mean_ci,
+    holm,
+    mcnemar,
+    mean_std,
+    paired_bootstrap,
+    paired_test,
+)  # fmt: skip
 
 MIN_RUNS_FOR_PAIRED = 3
+CLASSIFICATION = ("accuracy", "macro_f1", "weighted_f1")
+COST_NOISE = 1.25  # training-time ratios below this are within timing noise: not called a cost difference
 
 
 @dataclass
@@ -65,8 +77,9 @@ def leaderboard(
 
 
 def pairwise(
-    variants: list[VariantRuns], metric: str, *, method: Literal["t", "wilcoxon"] = "t", alpha: float = 0.05
-) -> list[dict[str, Any]]:
+    variants: list[VariantRuns], metric: str, num_classes: int, *, method: Literal["t", "wilcoxon"] = "t",
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:  # fmt: skip
     """Every pair of variants: paired test across runs and McNemar on predictions, both Holm-corrected."""
     pairs: list[dict[str, Any]] = []
     for a, b in combinations(variants, 2):
@@ -77,20 +90,34 @@ def pairwise(
         mc = [mcnemar(x.y_pred == x.y_true, y.y_pred == y.y_true) for x, y in shared
               if len(x.y_true) == len(y.y_true) and np.array_equal(x.y_true, y.y_true)]  # fmt: skip
         diff = float(np.mean(scores_a) - np.mean(scores_b)) if shared else float("nan")
+        aligned = [(x, y) for x, y in shared if np.array_equal(x.y_true, y.y_true)]
+        boot = None
+        if metric in CLASSIFICATION and aligned:
+            boot = paired_bootstrap(
+                [(x.y_true, x.y_pred) for x, _ in aligned],
+                [(y.y_true, y.y_pred) for _, y in aligned],
+                num_classes,
+                metric,  # type: ignore[arg-type]
+            ).to_dict()
         pairs.append({
             "a": a.label, "b": b.label, "runs": len(shared), "diff": diff,
-            "paired": paired.to_dict(),
+            "paired": paired.to_dict(), "bootstrap": boot,
             "mcnemar": {"p_value": float(np.median([m.p_value for m in mc])) if mc else 1.0,
                         "significant_runs": sum(m.p_value < alpha for m in mc), "runs": len(mc),
                         "detail": mc[0].detail if len(mc) == 1 else f"median over {len(mc)} runs"},
         })  # fmt: skip
     if pairs:
-        for family in ("paired", "mcnemar"):
+        for family in ("paired", "mcnemar", "bootstrap"):
+            if any(p[family] is None for p in pairs):
+                continue
             adjusted = holm([p[family]["p_value"] for p in pairs])
             for p, value in zip(pairs, adjusted, strict=True):
                 p[family]["p_holm"] = value
         for p in pairs:
-            primary = "paired" if p["runs"] >= MIN_RUNS_FOR_PAIRED else "mcnemar"
+            if p["bootstrap"] is not None:
+                primary = "bootstrap"
+            else:
+                primary = "paired" if p["runs"] >= MIN_RUNS_FOR_PAIRED else "mcnemar"
             p["decided_by"] = primary
             p["p_holm"] = p[primary]["p_holm"]
             p["significant"] = bool(p["p_holm"] < alpha)
@@ -107,20 +134,30 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+def _cheapest(leader: dict[str, Any], tied: list[dict[str, Any]]) -> dict[str, Any]:
+    """Fewest trainable parameters first; then clearly less training time; the leader on a tie."""
+    fewest = min(r["trainable_params"] or 0 for r in tied)
+    options = [r for r in tied if (r["trainable_params"] or 0) == fewest]
+    if leader in options:
+        faster = [r for r in options if r["train_time_s"] * COST_NOISE < leader["train_time_s"]]
+        return min(faster, key=lambda r: r["train_time_s"]) if faster else leader
+    return min(options, key=lambda r: r["train_time_s"])
+
+
 def recommend(board: list[dict[str, Any]], pairs: list[dict[str, Any]], metric: str) -> dict[str, Any]:
     """The cheapest variant not significantly worse than the leader, with sentences that say why."""
     leader = board[0]
     tied = [leader] + [
         r for r in board[1:] if not _pair(pairs, leader["variant"], r["variant"])["significant"]
     ]
-    pick = min(tied, key=lambda r: (r["train_time_s"], r["trainable_params"] or 0))
+    pick = _cheapest(leader, tied)
     sentences = []
     for r in board[1:]:
         p = _pair(pairs, leader["variant"], r["variant"])
         cost = _ratio(leader["train_time_s"], r["train_time_s"])
-        costs = f" and costs {cost:.1f}x the training time" if cost and cost >= 1.05 else ""
-        if cost and cost <= 1 / 1.05:
-            costs = f" and costs {1 / cost:.1f}x less training time"
+        costs = f" and costs {cost:.1f}x the training time" if cost and cost >= COST_NOISE else ""
+        if cost and cost <= 1 / COST_NOISE:
+            costs = f" and trains {1 / cost:.1f}x faster"
         verdict = "significantly better than" if p["significant"] else "not significantly better than"
         sentences.append(
             f"{leader['variant']} is {verdict} {r['variant']} ({metric} {leader['mean']:.4f} vs {r['mean']:.4f}, "
@@ -152,6 +189,6 @@ def analyse(
     alpha: float = 0.05,
 ) -> dict[str, Any]:  # fmt: skip
     board = leaderboard(variants, metric, num_classes)
-    pairs = pairwise(variants, metric, method=method, alpha=alpha)
+    pairs = pairwise(variants, metric, num_classes, method=method, alpha=alpha)
     return {"leaderboard": board, "pairs": pairs, "recommendation": recommend(board, pairs, metric),
             "alpha": alpha, "test": method}  # fmt: skip

@@ -43,12 +43,16 @@ def fold_indices(labels: list[int], k: int, seed: int) -> tuple[list[np.ndarray]
     return [np.sort(held) for _, held in splitter.split(positions, labels)], stratified
 
 
-def _write_rows(path: Path, bundle: DataBundle, pool: dict[str, list[Any]], indices: np.ndarray) -> None:
+def _write_rows(
+    path: Path, recipe: Recipe, bundle: DataBundle, pool: dict[str, Any], indices: np.ndarray
+) -> None:
+    """JSON lines under the recipe's own column names, so its test file is read the same way."""
+    cfg = recipe.data
     lines = []
     for i in indices:
-        row = {"text": pool["texts"][i], "label": bundle.labels[pool["labels"][i]]}
-        if pool["groups"] is not None:
-            row["group"] = pool["groups"][i]
+        row = {cfg.text: pool["texts"][i], cfg.label: bundle.labels[pool["labels"][i]]}
+        if cfg.group is not None and pool["groups"] is not None:
+            row[cfg.group] = pool["groups"][i]
         lines.append(json.dumps(row, ensure_ascii=False))
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -74,10 +78,9 @@ def fold_recipes(recipe: Recipe, run_dir: Path) -> tuple[list[Recipe], dict[str,
     for i, held in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(pool["labels"])), held)
         train_path, val_path = data_dir / f"fold-{i}-train.jsonl", data_dir / f"fold-{i}-validation.jsonl"
-        _write_rows(train_path, bundle, pool, train_idx)
-        _write_rows(val_path, bundle, pool, held)
-        data = {**base["data"], "train": str(train_path), "validation": str(val_path), "text": "text",
-                "label": "label", "group": "group" if pool["groups"] is not None else None}  # fmt: skip
+        _write_rows(train_path, recipe, bundle, pool, train_idx)
+        _write_rows(val_path, recipe, bundle, pool, held)
+        data = {**base["data"], "train": str(train_path), "validation": str(val_path)}
         fold = {**base, "data": data, "eval": {**base["eval"], "cv": None},
                 "output": {"dir": str(run_dir / "folds"), "name": f"fold-{i}"}}  # fmt: skip
         recipes.append(recipe_from_dict(fold, f"cross-validation fold {i}"))

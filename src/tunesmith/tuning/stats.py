@@ -189,3 +189,53 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     if array.size == 0:
         return math.nan, math.nan
     return float(array.mean()), float(array.std(ddof=1)) if array.size > 1 else 0.0
+
+
+def paired_bootstrap(
+    runs_a: Sequence[tuple[np.ndarray, np.ndarray]],
+    runs_b: Sequence[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    metric: Metric,
+    *,
+    replicates: int = 2000,
+    seed: int = 0,
+) -> Significance:
+    """Two-sided test of mean `metric`(A) - `metric`(B) by a paired two-level bootstrap.
+
+    Run i of A and run i of B share a seed / fold and their evaluated examples (same y_true). Each
+    replicate resamples the runs, and inside each run the examples, with the same draws for A and B, so
+    the test covers both the luck of the seed or fold and the sampling of the test examples. p is twice
+    the share of replicates on the far side of zero (at least 1 / replicates unless every one is zero).
+    """
+    if len(runs_a) != len(runs_b) or not runs_a:
+        raise ValueError(
+            f"`runs_a` and `runs_b` must be equally long and non-empty; got {len(runs_a)}, {len(runs_b)}"
+        )
+    rng = np.random.default_rng(seed)
+    k = len(runs_a)
+    picks = rng.integers(0, k, size=(replicates, k)) if k > 1 else np.zeros((replicates, 1), dtype=int)
+    totals = np.zeros(replicates)
+    for slot in range(k):
+        for run_index in np.unique(picks[:, slot]):
+            rows = np.flatnonzero(picks[:, slot] == run_index)
+            y_true, pred_a = (np.asarray(x, dtype=np.int64) for x in runs_a[run_index])
+            pred_b = np.asarray(runs_b[run_index][1], dtype=np.int64)
+            chunk = max(1, 2_000_000 // max(len(y_true), 1))
+            for start in range(0, len(rows), chunk):
+                part = rows[start : start + chunk]
+                sample = rng.integers(0, len(y_true), size=(len(part), len(y_true)))
+                truth = y_true[sample]
+                totals[part] += classification_score(truth, pred_a[sample], num_classes, metric)
+                totals[part] -= classification_score(truth, pred_b[sample], num_classes, metric)
+    diffs = totals / k
+    observed = float(np.mean([
+        classification_score(np.asarray(a[0]), np.asarray(a[1]), num_classes, metric)[0]
+        - classification_score(np.asarray(b[0]), np.asarray(b[1]), num_classes, metric)[0]
+        for a, b in zip(runs_a, runs_b, strict=True)
+    ]))  # fmt: skip
+    if np.all(np.abs(diffs) < 1e-12):
+        return Significance("paired-bootstrap", 1.0, observed, k, "A and B score the same on every resample")
+    p = 2.0 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0)))
+    low, high = np.quantile(diffs, [0.025, 0.975])
+    detail = f"mean difference {observed:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}] over {k} run(s)"
+    return Significance("paired-bootstrap", min(1.0, max(p, 1.0 / replicates)), observed, k, detail)
