@@ -38,8 +38,9 @@ browser:
 		|| (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
 # TUNESMITH_REQUIRE_BROWSER makes the browser test fail, not skip, when Chromium is missing.
+# One torch thread per test worker: two workers with two threads each on two cores thrash.
 test: lint browser
-	TUNESMITH_REQUIRE_BROWSER=1 $(PY) -m pytest -q -n 2 --dist loadfile
+	TUNESMITH_REQUIRE_BROWSER=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

@@ -100,7 +100,9 @@ def run(
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 
-        return run_cv(recipe, resume=resume, overwrite=overwrite, quiet=quiet, extra_callbacks=extra_callbacks)
+        return run_cv(
+            recipe, resume=resume, overwrite=overwrite, quiet=quiet, extra_callbacks=extra_callbacks
+        )
     # ---- validate everything up front: nothing touches the disk until this passes ----
     recipe = with_balance_setting(recipe)  # data.balance: class-weights is train.class_weights: true
     run_dir = resolve_run_dir(recipe.output)
@@ -141,7 +143,9 @@ def run(
     val_data = encode(bundle.validation, tokenizer, recipe.model.max_length)
     collate_fn = make_collate(tokenizer)
     if recipe.train.lr == "auto":  # the lr range test picks train.lr; config.yaml records the value used
-        recipe = lr_auto.resolve_auto_lr(recipe, run_dir, model, strategy, train_data, collate_fn, accelerator)
+        recipe = lr_auto.resolve_auto_lr(
+            recipe, run_dir, model, strategy, train_data, collate_fn, accelerator
+        )
         (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
     optimizer = make_optimizer(strategy.param_groups(model, recipe.train), recipe.train)
     steps_per_epoch = _steps_per_epoch(len(train_data), recipe, accelerator.num_processes)

@@ -50,7 +50,11 @@ def load_classifier(
     try:
         # A fine-tuned checkpoint with another label count (sequential fine-tuning) gets a fresh head.
         model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, config=config, use_safetensors=True, trust_remote_code=False, ignore_mismatched_sizes=True
+            model_dir,
+            config=config,
+            use_safetensors=True,
+            trust_remote_code=False,
+            ignore_mismatched_sizes=True,
         )
     except (OSError, ValueError) as exc:
         raise UserError(f"model.name: cannot load {model_dir} as a sequence classifier ({exc}).") from exc
