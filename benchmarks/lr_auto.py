@@ -6,6 +6,7 @@ macro-F1, the oracle), and the cost (wall-clock seconds) of auto against the who
 within 0.02 macro-F1 of the best grid point, at under a quarter of the grid's cost. Prints one JSON line.
 
     python benchmarks/lr_auto.py            # the real benchmark (MiniLM; about 6 full runs)
+    python benchmarks/lr_auto.py --epochs 3 --max-length 128   # the figures in the README (about 15 min)
     python benchmarks/lr_auto.py --quick    # a check of the script: tiny random BERT, 1 epoch
 """
 
@@ -47,6 +48,8 @@ def main() -> None:
     )
     parser.add_argument("--model", default=None, help="model name or directory (default: minilm)")
     parser.add_argument("--out", default=None, help="runs directory (default: a temporary one)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the demo's 5)")
+    parser.add_argument("--max-length", type=int, default=None, help="model.max_length (default: 256)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -55,6 +58,8 @@ def main() -> None:
             f"output.dir={out}",
             'audit.gate="off"',
         ]  # the audit is the same for every run: not timed
+        overrides += [f"train.epochs={args.epochs}"] if args.epochs else []
+        overrides += [f"model.max_length={args.max_length}"] if args.max_length else []
         model = args.model
         if args.quick:
             from tunesmith.testing import make_tiny_bert
@@ -72,7 +77,8 @@ def main() -> None:
     gap = by_test["test_macro_f1"] - auto["test_macro_f1"]
     cost = auto["time_s"] / grid_time
     print(json.dumps({
-        "benchmark": "lr_auto", "quick": args.quick, "model": model or "minilm", "machine": platform.machine(),
+        "benchmark": "lr_auto", "quick": args.quick, "epochs": args.epochs or DEMO_RECIPE["train"]["epochs"],
+        "max_length": args.max_length or 256, "model": model or "minilm", "machine": platform.machine(),
         "auto": auto, "grid": grid, "best_grid_by_validation": by_val, "best_grid_by_test": by_test,
         "f1_gap_to_best_grid": round(gap, 4), "f1_gap_to_validation_pick": round(by_val["test_macro_f1"] - auto["test_macro_f1"], 4),
         "cost_ratio_auto_to_grid": round(cost, 4),

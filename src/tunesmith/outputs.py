@@ -17,6 +17,7 @@ from tunesmith.data.types import Split
 from tunesmith.errors import UserError
 from tunesmith.evaluation.metrics import headline
 from tunesmith.export import save_weights
+from tunesmith.fileio import write_text_atomic
 
 RUN_MARKERS = ("config.yaml", "history.jsonl", "checkpoints", "metrics.json", "model")
 
@@ -52,9 +53,7 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename) so a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(value: Any) -> Any:

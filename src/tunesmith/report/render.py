@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from tunesmith.diagnosis import diagnose_data
 from tunesmith.diagnosis.rundata import RunData, load_run
 from tunesmith.errors import UserError
+from tunesmith.fileio import write_text_atomic
 from tunesmith.findings import Finding
 from tunesmith.report import sections
 from tunesmith.report.extras import EXTRA_SECTIONS, render_extra
@@ -48,7 +47,7 @@ def render_report(run_dir: Path) -> Path:
     data = load_run(Path(run_dir))
     page = render_html(data, load_findings(data))
     target = Path(run_dir) / REPORT_NAME
-    _write_atomic(target, page)
+    write_text_atomic(target, page)
     return target
 
 
@@ -107,14 +106,3 @@ def render_html(data: RunData, findings: list[Finding]) -> str:
         tag("footer", "Written by tunesmith. Self-contained: opens offline, loads nothing."), scripts,
     ])  # fmt: skip
     return f'<!DOCTYPE html>\n<html lang="en"><head>{head}</head><body>{page}</body></html>\n'
-
-
-def _write_atomic(target: Path, text: str) -> None:
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".report-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

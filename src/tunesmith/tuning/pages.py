@@ -3,11 +3,10 @@ shared with the run report's Tuning section. plotly.js is inlined once; the page
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunesmith.fileio import write_text_atomic
 from tunesmith.report.html import Markup, esc, join, script_json, tag
 from tunesmith.report.plots import BASE_LAYOUT, GRID
 from tunesmith.report.render import BOOT, CSP
@@ -101,13 +100,4 @@ def page(title: str, body: list[Any], specs: dict[str, Spec]) -> str:
 
 
 def write_page(target: Path, text: str) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(target, text)
