@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -164,10 +165,13 @@ def run(
     callbacks += trackers  # last, so they log the keys the other callbacks add to each record
 
     # ---- training ----
+    loop_start = time.perf_counter()  # training with its per-epoch evaluation and checkpoints
     outcome = train(
         recipe, model, optimizer, scheduler, train_data, val_data, labels=bundle.labels, collate=collate_fn,
         accelerator=accelerator, run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
     )  # fmt: skip
+
+    loop_s = time.perf_counter() - loop_start
 
     # ---- evaluation of the best weights, outputs ----
     unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
@@ -176,6 +180,7 @@ def run(
         "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
         "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
         "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
+        "train_loop_s": loop_s,
         "data": {"train": len(bundle.train), "validation": len(bundle.validation),
                  "test": len(bundle.test) if bundle.test else None, **bundle.notes},
     }  # fmt: skip

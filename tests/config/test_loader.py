@@ -286,3 +286,11 @@ def test_apply_overrides_reports_every_bad_override() -> None:
         and "unknown key 'tran'; did you mean 'train'?" in lines[1]
         and "not valid YAML" in lines[2]
     )
+
+
+def test_bare_off_means_the_gate_setting_not_false(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("model: minilm\ndata: {train: t.tsv}\naudit: {gate: off}\n")
+    assert load_recipe(path, []).audit.gate == "off"
+    assert load_recipe(path, ["audit.gate=off"]).audit.gate == "off"
+    assert "gate: 'off'" in recipe_to_yaml(load_recipe(path, []))

@@ -107,9 +107,9 @@ def test_forgetting_is_measured_on_a_planted_sequential_task(task_a: dict[str, P
     [finding] = [x for x in result.findings if x.id == "forgetting.drop"]
     # The warning names the method and the setting to try, and carries them as a config patch.
     assert finding.severity == "warning" and finding.evidence["method"] == "none"
-    assert "forgetting.method: replay" in finding.recommendation
-    assert "forgetting.replay_fraction: 0.25" in finding.recommendation
-    assert finding.config_patch == {"forgetting.method": "replay", "forgetting.replay_fraction": 0.25}
+    assert "forgetting.method: ewc" in finding.recommendation
+    assert "forgetting.ewc_weight: 1.0" in finding.recommendation
+    assert finding.config_patch == {"forgetting.method": "ewc", "forgetting.ewc_weight": 1.0}
 
 
 @pytest.mark.parametrize("method", ["l2sp", "ewc"])

