@@ -36,7 +36,7 @@ from tunesmith.models.loader import count_parameters, load_classifier
 from tunesmith.outputs import check_run_dir, resolve_run_dir, save_model, write_json, write_predictions
 from tunesmith.report import render_report
 from tunesmith.strategies.registry import get_strategy
-from tunesmith.tracking import make_trackers
+from tunesmith.tracking import aborted_on_error, make_trackers
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training.callbacks.base import Callback
 from tunesmith.training.callbacks.early_stopping import EarlyStopping
@@ -164,44 +164,45 @@ def run(
     callbacks += strategy.callbacks() + (retain.callbacks if retain else []) + list(extra_callbacks or [])
     callbacks += trackers  # last, so they log the keys the other callbacks add to each record
 
-    # ---- training ----
-    loop_start = time.perf_counter()  # training with its per-epoch evaluation and checkpoints
-    outcome = train(
-        recipe, model, optimizer, scheduler, train_data, val_data, labels=bundle.labels, collate=collate_fn,
-        accelerator=accelerator, run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
-    )  # fmt: skip
+    # ---- training, evaluation of the best weights, outputs (trackers hear of a failure) ----
+    with aborted_on_error(trackers):
+        loop_start = time.perf_counter()  # training with its per-epoch evaluation and checkpoints
+        outcome = train(
+            recipe, model, optimizer, scheduler, train_data, val_data, labels=bundle.labels, collate=collate_fn,
+            accelerator=accelerator, run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
+        )  # fmt: skip
+        loop_s = time.perf_counter() - loop_start
 
-    loop_s = time.perf_counter() - loop_start
-
-    # ---- evaluation of the best weights, outputs ----
-    unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
-    metrics: dict[str, Any] = {
-        "labels": bundle.labels, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
-        "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
-        "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
-        "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
-        "train_loop_s": loop_s,
-        "data": {"train": len(bundle.train), "validation": len(bundle.validation),
-                 "test": len(bundle.test) if bundle.test else None, **bundle.notes},
-    }  # fmt: skip
-    findings: list[Finding] = []
-    if accelerator.is_main_process:
-        encoded = {"validation": val_data}
-        if bundle.test is not None:
-            encoded["test"] = encode(bundle.test, tokenizer, recipe.model.max_length)
-        with accelerator.autocast():  # the precision validation ran in during training
-            for name, split in (("validation", bundle.validation), ("test", bundle.test)):
-                metrics[name] = _evaluate_split(
-                    unwrapped, split, encoded.get(name), bundle, recipe, collate_fn, run_dir
-                )
-            if retain is not None:
-                metrics["forgetting"], found = forgetting.finish(retain, unwrapped)
-                findings += found
-        write_json(run_dir / "metrics.json", metrics)
-        save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
-        findings = diagnose(run_dir) + findings
-        write_json(run_dir / "findings.json", [f.to_dict() for f in findings])
-        render_report(run_dir)
+        unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+        metrics: dict[str, Any] = {
+            "labels": bundle.labels, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
+            "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
+            "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
+            "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
+            "train_loop_s": loop_s,
+            "data": {"train": len(bundle.train), "validation": len(bundle.validation),
+                     "test": len(bundle.test) if bundle.test else None, **bundle.notes},
+        }  # fmt: skip
+        findings: list[Finding] = []
+        if accelerator.is_main_process:
+            encoded = {"validation": val_data}
+            if bundle.test is not None:
+                encoded["test"] = encode(bundle.test, tokenizer, recipe.model.max_length)
+            with accelerator.autocast():  # the precision validation ran in during training
+                for name, split in (("validation", bundle.validation), ("test", bundle.test)):
+                    metrics[name] = _evaluate_split(
+                        unwrapped, split, encoded.get(name), bundle, recipe, collate_fn, run_dir
+                    )
+                if retain is not None:
+                    metrics["forgetting"], found = forgetting.finish(retain, unwrapped)
+                    findings += found
+            write_json(run_dir / "metrics.json", metrics)
+            save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
+            findings = diagnose(run_dir) + findings
+            write_json(run_dir / "findings.json", [f.to_dict() for f in findings])
+            render_report(run_dir)
+            for tracker in trackers:
+                tracker.log_results(run_dir, metrics, findings, outcome.steps)
     accelerator.wait_for_everyone()
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
 

@@ -19,6 +19,7 @@ from conftest import toy_rows
 from tunesmith.cli import app
 from tunesmith.report import SECTION_IDS
 from tunesmith.run import RunResult
+from tunesmith.training.callbacks.base import Callback
 
 LAYERS = ["embeddings", "block.0", "block.1", "head"]  # the tiny BERT: 2 transformer blocks
 MONITOR_EVERY = 3
@@ -77,6 +78,10 @@ def test_tensorboard_event_files_read_back(real_run: RunResult) -> None:
     val = [e.value for e in events.Scalars("epoch/val_loss")]
     assert val == pytest.approx([e["val_loss"] for e in records(real_run.run_dir, "epoch")], rel=1e-6)
     assert "config/text_summary" in events.Tags()["tensors"]  # the recipe as text
+    final = events.Scalars("test/macro_f1")
+    assert [(e.step, e.value) for e in final] == [
+        (real_run.metrics["steps"], pytest.approx(real_run.metrics["test"]["macro_f1"], rel=1e-6))
+    ]
 
 
 def test_mlflow_store_reads_back(real_run: RunResult) -> None:
@@ -99,6 +104,35 @@ def test_mlflow_store_reads_back(real_run: RunResult) -> None:
     epoch_f1 = [m.value for m in client.get_metric_history(run.info.run_id, "epoch/val_macro_f1")]
     assert epoch_f1 == pytest.approx([e["val_macro_f1"] for e in records(real_run.run_dir, "epoch")])
     assert client.get_metric_history(run.info.run_id, "grad_norm/block.0")
+    for split in ("validation", "test"):
+        for key in ("accuracy", "macro_f1", "loss"):
+            assert run.data.metrics[f"{split}/{key}"] == pytest.approx(real_run.metrics[split][key], rel=1e-6)
+    severities = [f.severity for f in real_run.findings]
+    assert run.data.metrics["findings/warning"] == severities.count("warning")
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {
+        "findings.json",
+        "metrics.json",
+        "report.html",
+    }
+
+
+def test_a_failed_run_is_marked_failed_in_mlflow(tmp_path: Path, tiny_model: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    class Boom(Callback):
+        name = "boom"
+
+        def on_epoch_end(self, ctx: Any, record: dict[str, Any]) -> None:
+            raise RuntimeError("planted failure")
+
+    config = recipe(tmp_path, tiny_model, toy_rows(60, seed=1), name="failing", epochs=2)
+    config["report_to"] = ["mlflow"]
+    with pytest.raises(RuntimeError, match="planted failure"):
+        run_recipe(config, callbacks=[Boom()])
+    store = tmp_path / "runs" / "failing" / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name("tunesmith").experiment_id])
+    assert run.info.status == "FAILED"
 
 
 def test_findings_and_report_written_and_rewritten(real_run: RunResult, tmp_path: Path) -> None:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+from tunesmith.findings import Finding
+from tunesmith.training.callbacks.base import Callback
 
 # Bookkeeping fields of a record, not metrics.
 _SKIP = {"kind", "step", "epoch"}
@@ -22,6 +26,43 @@ def metric_name(kind: str, key: str) -> str:
     if kind == "epoch":
         return f"epoch/{key}"
     return key if "/" in key else f"train/{key}"
+
+
+# metrics.json sections logged as final results, under `<section>/<metric>` (e.g. `test/macro_f1`).
+RESULT_SECTIONS = ("validation", "test", "forgetting")
+
+
+def result_scalars(metrics: dict[str, Any], findings: list[Finding]) -> dict[str, float]:
+    """The run's final numbers: each result section's scalars and the number of findings per severity."""
+    values = {
+        f"{section}/{key}": value
+        for section in RESULT_SECTIONS
+        for key, value in scalars(metrics.get(section) or {}).items()
+    }
+    for severity in ("error", "warning", "info"):
+        values[f"findings/{severity}"] = float(sum(f.severity == severity for f in findings))
+    return values
+
+
+def findings_markdown(findings: list[Finding]) -> str:
+    """Findings as a Markdown list, for trackers that show text."""
+    if not findings:
+        return "No findings."
+    return "\n".join(f"- **{f.severity}** `{f.id}`: {f.title}" for f in findings)
+
+
+class Tracker(Callback):
+    """A training callback that also records the run's final results, or that the run failed.
+
+    The run calls `log_results` once the best weights are evaluated and the report is written, and `abort`
+    when training or evaluation raises; a tracker stays open between the end of training and either call.
+    """
+
+    def log_results(self, run_dir: Path, metrics: dict[str, Any], findings: list[Finding], step: int) -> None:
+        """Final metrics, findings and output files; then the tracker closes."""
+
+    def abort(self, error: BaseException) -> None:
+        """The run failed (or was interrupted): close, recording why where the tracker can."""
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -1,8 +1,10 @@
-"""MLflow: params (the flattened recipe), step and epoch metrics in a local store.
+"""MLflow: params (the flattened recipe), step and epoch metrics, final results and files in a local store.
 
 The store is `sqlite:///RUN_DIR/mlflow.db` unless MLFLOW_TRACKING_URI says otherwise (`mlflow ui
 --backend-store-uri sqlite:///RUN_DIR/mlflow.db` opens it). The run id is checkpointed so a resumed run
-keeps logging into the same MLflow run.
+keeps logging into the same MLflow run. The final validation / test metrics (`test/macro_f1`...) and the
+number of findings per severity are logged as metrics, findings.json, metrics.json and report.html as
+artifacts; a run that raises is marked FAILED (KILLED when interrupted).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tunesmith.tracking.common import flatten, metric_name, recipe_dict, scalars
-from tunesmith.training.callbacks.base import Callback
+from tunesmith.findings import Finding
+from tunesmith.tracking.common import Tracker, flatten, metric_name, recipe_dict, result_scalars, scalars
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -22,10 +24,11 @@ if TYPE_CHECKING:
 
 EXPERIMENT = "tunesmith"
 _PARAM_VALUE_LIMIT = 500  # the smallest limit across MLflow versions and backends
+_ARTIFACTS = ("findings.json", "metrics.json", "report.html")
 _BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch
 
 
-class MLflowTracker(Callback):
+class MLflowTracker(Tracker):
     name = "mlflow"
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = EXPERIMENT) -> None:
@@ -73,13 +76,17 @@ class MLflowTracker(Callback):
             self._client.log_batch(self.run_id, params=items[start : start + 100])
 
     def _log(self, kind: str, ctx: TrainContext, record: dict[str, Any]) -> None:
-        if self._client is None or self.run_id is None or not record:
+        if record:
+            values = {metric_name(kind, k): v for k, v in scalars(record).items()}
+            self._log_metrics(values, int(record.get("step", ctx.step)))
+
+    def _log_metrics(self, values: dict[str, float], step: int) -> None:
+        if self._client is None or self.run_id is None:
             return
         from mlflow.entities import Metric
 
-        step = int(record.get("step", ctx.step))
         now = int(time.time() * 1000)
-        metrics = [Metric(metric_name(kind, k), v, now, step) for k, v in scalars(record).items()]
+        metrics = [Metric(name, value, now, step) for name, value in values.items()]
         for start in range(0, len(metrics), _BATCH):
             self._client.log_batch(self.run_id, metrics=metrics[start : start + _BATCH])
 
@@ -89,10 +96,23 @@ class MLflowTracker(Callback):
     def on_epoch_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
         self._log("epoch", ctx, record)
 
-    def on_train_end(self, ctx: TrainContext) -> None:
+    def log_results(self, run_dir: Path, metrics: dict[str, Any], findings: list[Finding], step: int) -> None:
+        if self._client is None or self.run_id is None:
+            return
+        self._log_metrics(result_scalars(metrics, findings), step)
+        self._client.set_tag(self.run_id, "tunesmith.findings", ", ".join(f.id for f in findings) or "none")
+        for name in _ARTIFACTS:
+            if (run_dir / name).is_file():
+                self._client.log_artifact(self.run_id, str(run_dir / name))
+        self._finish("FINISHED")
+
+    def abort(self, error: BaseException) -> None:
+        self._finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+    def _finish(self, status: str) -> None:
         if self._client is not None and self.run_id is not None:
-            self._client.set_terminated(self.run_id, status="FINISHED")
-            self._client = None
+            self._client.set_terminated(self.run_id, status=status)
+        self._client = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id}

@@ -1,4 +1,8 @@
-"""TensorBoard: event files under RUN_DIR/tensorboard (`tensorboard --logdir RUN_DIR/tensorboard`)."""
+"""TensorBoard: event files under RUN_DIR/tensorboard (`tensorboard --logdir RUN_DIR/tensorboard`).
+
+Step and epoch metrics while training; at the end the final validation / test metrics (`test/macro_f1`...),
+the number of findings per severity, and the findings as text.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from tunesmith.tracking.common import metric_name, recipe_dict, scalars
-from tunesmith.training.callbacks.base import Callback
+from tunesmith.findings import Finding
+from tunesmith.tracking.common import (
+    Tracker,
+    findings_markdown,
+    metric_name,
+    recipe_dict,
+    result_scalars,
+    scalars,
+)
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -16,7 +27,7 @@ if TYPE_CHECKING:
     from tunesmith.training.callbacks.base import TrainContext
 
 
-class TensorBoardTracker(Callback):
+class TensorBoardTracker(Tracker):
     name = "tensorboard"
 
     def __init__(self, log_dir: Path | None = None) -> None:
@@ -49,7 +60,18 @@ class TensorBoardTracker(Callback):
         if self._writer is not None:
             self._writer.flush()
 
-    def on_train_end(self, ctx: TrainContext) -> None:
+    def log_results(self, run_dir: Path, metrics: dict[str, Any], findings: list[Finding], step: int) -> None:
+        if self._writer is None:
+            return
+        for name, value in result_scalars(metrics, findings).items():
+            self._writer.add_scalar(name, value, step)
+        self._writer.add_text("findings", findings_markdown(findings), step)
+        self._close()
+
+    def abort(self, error: BaseException) -> None:
+        self._close()  # what was logged until the failure stays readable
+
+    def _close(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
