@@ -107,3 +107,71 @@ def test_killed_study_resumes_without_repeating_trials(tmp_path: Path, recipe_di
     assert recipe.strategy.name == best["params"]["strategy.name"] and not recipe.search
     page = (root / "tune.html").read_text()
     assert "Optimisation history" in page and "Plotly" in page and "https://" not in page.split("<script>")[0]
+
+
+def test_median_pruning_stops_a_clearly_worse_trial_after_its_first_epoch(
+    tmp_path: Path, recipe_dict: dict[str, Any]
+) -> None:
+    recipe_dict["search"] = {"train.lr": {"type": "categorical", "choices": [3e-3, 1e-9]}}
+    recipe_dict["tune"] = {"sampler": "random", "pruner": "median", "startup_trials": 1, "warmup_epochs": 0}
+    path = _write(tmp_path, recipe_dict)
+    root = tmp_path / "runs" / "toy"
+    storage = f"sqlite:///{root / 'study.db'}"
+    root.mkdir(parents=True)
+    study = optuna.create_study(study_name="toy", storage=storage, direction="maximize")
+    study.enqueue_trial({"train.lr": 3e-3})  # a good run first, then one that cannot learn
+    study.enqueue_trial({"train.lr": 1e-9})
+
+    result = runner.invoke(app, ["tune", str(path), "--trials", "2", "--quiet"])
+    assert result.exit_code == 0, result.output
+
+    good, bad = optuna.load_study(study_name="toy", storage=storage).get_trials(deepcopy=False)
+    assert good.state == TrialState.COMPLETE and sorted(good.intermediate_values) == [1, 2, 3]
+    assert bad.state == TrialState.PRUNED and list(bad.intermediate_values) == [1]
+    assert bad.intermediate_values[1] < good.intermediate_values[1]
+    metrics = json.loads((root / "trials" / "1" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1 and "pruned by Optuna after epoch 1" in metrics["stop_reason"]
+    assert json.loads((root / "tune.json").read_text())["counts"]["pruned"] == 1
+
+
+def test_warmup_epochs_are_never_pruned() -> None:
+    from tunesmith.config.loader import recipe_from_dict
+    from tunesmith.tuning.search import make_pruner
+
+    recipe = recipe_from_dict({"data": {"train": "t.csv"}, "tune": {"startup_trials": 1, "warmup_epochs": 2}})
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(recipe))
+    first = study.ask()
+    for epoch in (1, 2, 3):
+        first.report(0.9, epoch)
+    study.tell(first, 0.9)
+    worse = study.ask()
+    pruned = []
+    for epoch in (1, 2, 3):
+        worse.report(0.1, epoch)
+        pruned.append(worse.should_prune())
+    assert pruned == [False, False, True]
+
+
+def test_processes_share_one_study(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
+    """Two commands on one storage, as on two machines, one of them with a helper process (--workers 2)."""
+    recipe_dict["train"]["epochs"] = 1
+    recipe_dict["search"] = {"train.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True}}
+    recipe_dict["tune"] = {"sampler": "random", "pruner": "none"}
+    path = _write(tmp_path, recipe_dict)
+    root = tmp_path / "runs" / "toy"
+    command = [sys.executable, "-m", "tunesmith.cli", "tune", str(path), "--trials", "6", "--quiet"]
+    processes = [
+        subprocess.Popen(command + extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for extra in (["--workers", "2"], [])
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert not any("exited with an error" in output for output in outputs), outputs
+
+    trials = optuna.load_study(study_name="toy", storage=f"sqlite:///{root / 'study.db'}").get_trials()
+    assert {t.state for t in trials} == {TrialState.COMPLETE}
+    assert 6 <= len(trials) <= 8  # each of 3 workers may start one trial before it sees the sixth finish
+    for t in trials:  # each trial its own run, none overwritten by another worker
+        assert Path(t.user_attrs["run_dir"]) == root / "trials" / str(t.number)
+        assert json.loads((root / "trials" / str(t.number) / "metrics.json").read_text())["epochs_run"] == 1
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2

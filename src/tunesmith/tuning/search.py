@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,7 +106,11 @@ def make_pruner(recipe: Recipe) -> optuna.pruners.BasePruner:
         return optuna.pruners.NopPruner()
     if cfg.pruner == "successive-halving":
         return optuna.pruners.SuccessiveHalvingPruner()
-    return optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs)
+    # Epochs are reported 1-based and Optuna may prune at step == n_warmup_steps: +1 keeps the first
+    # `warmup_epochs` epochs safe.
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs + 1
+    )
 
 
 def setup(recipe: Recipe, source: str, trials: int | None, storage: str | None) -> StudySetup:
@@ -150,6 +156,9 @@ def objective(s: StudySetup, quiet: bool) -> Any:
         params = {key: sp.suggest(trial, key, spec) for key, spec in s.space.items()}
         trial_dir = s.root / "trials"
         trial.set_user_attr("run_dir", str(trial_dir / str(trial.number)))
+        trial.set_user_attr(
+            "worker", f"{socket.gethostname()}:{os.getpid()}"
+        )  # who ran it, in a shared study
         try:
             recipe = sp.trial_recipe(base, params, f"{s.source} (trial {trial.number})",
                                      dir=str(trial_dir), name=str(trial.number))  # fmt: skip
