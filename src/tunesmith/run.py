@@ -211,7 +211,11 @@ def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditRepor
     """The data doctor as the first stage; audit.gate=error stops here, before the run directory exists."""
     if recipe.audit.gate == "off":
         return None
-    report = run_audit(tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length)
+    balance = "oversample" if recipe.data.balance == "oversample" else None
+    balance = balance or ("class-weights" if recipe.train.class_weights else None)
+    report = run_audit(
+        tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length, balance=balance
+    )
     check_gate(report, recipe.audit.gate)
     for finding in report.findings:
         if finding.severity != "info":

@@ -210,6 +210,24 @@ def test_class_imbalance() -> None:
     assert not [f for f in balanced if f.id == "audit.class_imbalance"]
 
 
+def test_class_imbalance_already_balanced_by_the_run() -> None:
+    """A skew of 5 (below the oversampling threshold): class weights already handle it, so nothing to switch on."""
+    tables = {"train": table("train", clean_rows(400, 14, shares=(0.7, 0.15, 0.15)))}
+    plain, weighted, oversampled = (
+        next(f for f in _audit(tables, balance=balance) if f.id == "audit.class_imbalance")
+        for balance in (None, "class-weights", "oversample")
+    )
+    assert plain.severity == "warning" and plain.config_patch == {"train.class_weights": True}
+    for handled, balance in ((weighted, "class-weights"), (oversampled, "oversample")):
+        assert handled.severity == "info" and handled.config_patch is None
+        assert f"already balances it ({balance})" in handled.title
+        assert "class_weights: true" not in handled.recommendation
+    # a skew beyond 10 is more than class weights can handle: oversampling is still recommended
+    severe = {"train": table("train", clean_rows(440, 15, shares=(0.9, 0.05, 0.05 / 1.2)))}
+    (finding,) = [f for f in _audit(severe, balance="class-weights") if f.id == "audit.class_imbalance"]
+    assert finding.severity == "warning" and finding.config_patch == {"data.balance": "oversample"}
+
+
 def test_empty_rows() -> None:
     rows: list = clean_rows(200, 13)
     planted = {5, 50, 100, 150}

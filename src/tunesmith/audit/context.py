@@ -71,6 +71,7 @@ class AuditContext:
         tokenizer: Any = None,
         max_length: int = 256,
         embedder: Embedder | None = None,
+        balance: str | None = None,
     ) -> None:
         order = [s for s in SPLIT_ORDER if s in tables] + [s for s in tables if s not in SPLIT_ORDER]
         self.tables = {name: tables[name] for name in order}
@@ -78,6 +79,7 @@ class AuditContext:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.embedder = embedder
+        self.balance = balance  # what the run already does about imbalance: class-weights | oversample | None
 
     @property
     def splits(self) -> list[str]:

@@ -71,10 +71,16 @@ def run_audit(
     tokenizer: Any = None,
     max_length: int = 256,
     embedder: Embedder | None = None,
+    balance: str | None = None,
 ) -> AuditReport:
-    """Run every enabled check over `tables` (keys train / validation / test) and collect the findings."""
+    """Run every enabled check over `tables` (keys train / validation / test) and collect the findings.
+
+    `balance` is what the run already does about class imbalance (class-weights | oversample), so the
+    imbalance check does not recommend what is already on."""
     _validate(tables)
-    ctx = AuditContext(tables, cfg, tokenizer=tokenizer, max_length=max_length, embedder=embedder)
+    ctx = AuditContext(
+        tables, cfg, tokenizer=tokenizer, max_length=max_length, embedder=embedder, balance=balance
+    )
     findings: list[Finding] = []
     timings: dict[str, float] = {}
     skipped: dict[str, str] = {}

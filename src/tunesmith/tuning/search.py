@@ -36,6 +36,7 @@ from tunesmith.tuning import space as sp
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S, GRACE_S = 60, 180
+_TRIAL_ATTRS = ("train_time_s", "best_epoch", "worker")  # trial user attributes copied into tune.json
 
 
 @dataclass
@@ -270,5 +271,5 @@ def _trial_row(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
         "epochs": max(t.intermediate_values) if t.intermediate_values else None,
         "intermediate": {str(k): v for k, v in sorted(t.intermediate_values.items())},
         "duration_s": duration, "run_dir": t.user_attrs.get("run_dir"), "error": t.user_attrs.get("error"),
-        **{k: v for k, v in t.user_attrs.items() if k.startswith("test_") or k in ("train_time_s", "best_epoch")},
+        **{k: v for k, v in t.user_attrs.items() if k.startswith("test_") or k in _TRIAL_ATTRS},
     }  # fmt: skip

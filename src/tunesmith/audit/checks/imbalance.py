@@ -2,7 +2,8 @@
 
 Warning from audit.imbalance_ratio or when a class has fewer than audit.min_class_count rows, info for a
 milder skew (ratio >= 1.5). The patch turns on inverse-frequency class weights; beyond a ratio of 10, where
-weights alone make training unstable, it asks for oversampling (data.balance: oversample) instead.
+weights alone make training unstable, it asks for oversampling (data.balance: oversample) instead. When the
+run already balances (ctx.balance) well enough, the finding is info with no patch: nothing left to switch on.
 """
 
 from __future__ import annotations
@@ -43,20 +44,28 @@ def class_imbalance(ctx: AuditContext) -> list[Finding]:
             for s in ctx.splits if s != "train"
         },
     }  # fmt: skip
-    severe = ratio >= ctx.cfg.imbalance_ratio or bool(below)
-    patch: dict[str, Any] = (
+    patch: dict[str, Any] | None = (
         {"data.balance": "oversample"} if ratio >= OVERSAMPLE_FROM else {"train.class_weights": True}
     )
+    handled = ctx.balance == "oversample" or (ctx.balance == "class-weights" and ratio < OVERSAMPLE_FROM)
     title = f"class imbalance in train: {minority} is {pct(counts.iat[-1] / n)} (largest / smallest = {ratio:.1f})"
     if below:
         title += f"; {len(below)} below {ctx.cfg.min_class_count} rows"
-    recommendation = (
-        f"Weight the loss by inverse class frequency (train.class_weights: true; weights {evidence['class_weights']}) "
-        f"or oversample the smaller classes to {evidence['oversample_to']} rows each (data.balance: oversample), "
-        "and judge the model by macro-F1, not accuracy."
-    )
+    if handled:
+        patch = None
+        title += f"; the run already balances it ({ctx.balance})"
+        recommendation = (
+            "Nothing to switch on; judge the model by macro-F1 and per-class recall, not accuracy."
+        )
+    else:
+        recommendation = (
+            f"Weight the loss by inverse class frequency (train.class_weights: true; weights "
+            f"{evidence['class_weights']}) or oversample the smaller classes to {evidence['oversample_to']} rows "
+            "each (data.balance: oversample), and judge the model by macro-F1, not accuracy."
+        )
     if below:
         recommendation += f" Collect more examples of {', '.join(below)}: a few rows cannot teach a class."
+    severe = (ratio >= ctx.cfg.imbalance_ratio and not handled) or bool(below)
     return [
         make_finding(
             "class_imbalance", "warning" if severe else "info", title, evidence, None, recommendation, patch
