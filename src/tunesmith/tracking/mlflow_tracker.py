@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 EXPERIMENT = "tunesmith"
 _PARAM_VALUE_LIMIT = 500  # the smallest limit across MLflow versions and backends
+_TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
 _ARTIFACTS = ("findings.json", "metrics.json", "report.html")
 _BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch
 
@@ -100,7 +101,8 @@ class MLflowTracker(Tracker):
         if self._client is None or self.run_id is None:
             return
         self._log_metrics(result_scalars(metrics, findings), step)
-        self._client.set_tag(self.run_id, "tunesmith.findings", ", ".join(f.id for f in findings) or "none")
+        ids = ", ".join(dict.fromkeys(f.id for f in findings)) or "none"
+        self._client.set_tag(self.run_id, "tunesmith.findings", ids[:_TAG_VALUE_LIMIT])
         for name in _ARTIFACTS:
             if (run_dir / name).is_file():
                 self._client.log_artifact(self.run_id, str(run_dir / name))
