@@ -22,7 +22,7 @@ from tunesmith.models.loader import load_classifier
 from tunesmith.run import encode, make_collate, run
 from tunesmith.strategies.registry import get_strategy
 from tunesmith.training.optim import make_optimizer
-from tunesmith.tuning.lr_finder import find_lr, smooth, suggest
+from tunesmith.tuning.lr_finder import descent_is_significant, find_lr, noise_sd, pick, smooth, suggest
 
 
 def _setup(recipe_dict: dict[str, Any]) -> tuple[Any, ...]:
@@ -75,10 +75,11 @@ def test_sweep_suggests_inside_and_restores_model_and_optimizer(recipe_dict: dic
     assert all(p.grad is None for p in model.parameters())
     # The suggestion lies inside the sweep, where the smoothed loss is lower than at the start.
     assert result.lrs[0] <= result.suggestion <= result.lrs[-1]
-    assert set(result.candidates) == {"valley", "steep", "minimum"}
-    assert result.suggestion == result.candidates["valley"]
-    at = int(np.argmin(np.abs(np.log(result.lrs) - np.log(result.suggestion))))
-    assert result.smoothed[at] < result.smoothed[0]
+    assert set(result.candidates) == {"valley", "steep", "minimum", "rise"}
+    assert result.method in ("valley", "rise") and result.suggestion == result.candidates[result.method]
+    if result.method == "valley":  # a real descent: the pick lies where the loss is below its start
+        at = int(np.argmin(np.abs(np.log(result.lrs) - np.log(result.suggestion))))
+        assert result.smoothed[at] < result.smoothed[0]
     assert 20 <= len(result.lrs) <= 40
 
 
@@ -90,6 +91,30 @@ def test_suggest_on_a_textbook_curve() -> None:
     assert 1e-4 < picks["valley"] < 1e-2
     assert 1e-4 < picks["steep"] < 1e-2
     assert picks["minimum"] == pytest.approx(lrs[int(np.argmin(smooth(loss)))] / 10)
+    assert descent_is_significant(smooth(loss).tolist(), noise_sd(loss.tolist(), smooth(loss).tolist()))
+    assert pick("auto", picks, True) == ("valley", picks["valley"])
+
+
+def test_auto_takes_rise_when_the_descent_is_within_the_noise() -> None:
+    """A pre-trained model's sweep: flat up to batch noise (SD 0.01) until 6.3e-4, then the loss climbs.
+
+    The valley of such a curve is the valley of the noise (it moves by decades with the seed); auto takes
+    a tenth of where the loss climbs instead, which stays put."""
+    lrs = np.geomspace(1e-7, 1.0, 40)
+    x = np.log10(lrs)
+    for seed in range(6):
+        noise_draw = np.random.default_rng(seed).normal(0, 0.01, lrs.size)
+        loss = 1.1 + noise_draw - 0.004 * ((x > -4.5) & (x < -3.3)) + np.where(x > -3.2, 0.3 * (x + 3.2), 0)
+        curve = smooth(loss)
+        noise = noise_sd(loss.tolist(), curve.tolist())
+        assert 0.005 < noise < 0.015  # the planted SD, seen around the smoothed curve
+        assert not descent_is_significant(curve.tolist(), noise)
+        picks = suggest(lrs, curve.tolist(), noise)
+        lowest = int(np.argmin(curve))
+        climbs = lrs[lowest + int(np.flatnonzero(curve[lowest:] > curve[0] + 2 * noise)[0])]
+        assert pick("auto", picks, False) == ("rise", pytest.approx(climbs / 10))
+        assert 3e-5 < picks["rise"] < 1e-4  # about a tenth of 6.3e-4, whatever the noise
+        assert pick("valley", picks, False) == ("valley", picks["valley"])  # asked for explicitly: kept
 
 
 def test_auto_lr_run_equals_a_run_with_the_suggestion(recipe_dict: dict[str, Any]) -> None:

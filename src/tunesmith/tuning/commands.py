@@ -40,14 +40,18 @@ def lr_find(
     start_lr: Annotated[float, typer.Option(help="first learning rate of the sweep")] = 1e-7,
     end_lr: Annotated[float, typer.Option(help="last learning rate of the sweep")] = 1.0,
     method: Annotated[
-        str, typer.Option(help=f"which pick is the suggestion: {', '.join(METHODS)} (valley: fastai's)")
-    ] = "valley",
+        str,
+        typer.Option(
+            help=f"which pick is the suggestion: {', '.join(METHODS)} (auto: valley, or rise without a descent)"
+        ),
+    ] = "auto",
 ) -> None:
     """LR range test: sweep the learning rate exponentially for about one epoch, print a suggestion.
 
     Writes runs/<name>/lr_find.json and lr_find.html (the curve). The suggestion is the valley of the
-    smoothed loss (fastai): well inside the stretch where the loss falls, below where it diverges;
-    the steepest-descent point and minimum/10 are shown too. The model's weights are not changed.
+    smoothed loss (fastai): well inside the stretch where the loss falls, below where it diverges; when
+    the loss shows no descent beyond its noise, a tenth of the lr where it climbs above its start (rise).
+    The steepest-descent point and minimum/10 are shown too. The model's weights are not changed.
     """
     from tunesmith.config.loader import load_recipe
     from tunesmith.errors import UserError

@@ -52,7 +52,7 @@ def range_test(
     steps: int | None = None,
     start_lr: float = START_LR,
     end_lr: float = END_LR,
-    method: Method = "valley",
+    method: Method = "auto",
 ) -> LRFindResult:
     """Sweep the learning rate on `model` (left exactly as it was) and return the curve and suggestion."""
     cfg = recipe.train.model_copy(update={"lr": _PLACEHOLDER_LR})

@@ -22,7 +22,7 @@ def sweep_recipe(
     steps: int | None = None,
     start_lr: float = START_LR,
     end_lr: float = END_LR,
-    method: Method = "valley",
+    method: Method = "auto",
 ) -> tuple[LRFindResult, Path]:
     """Run the range test on the recipe's model, strategy and training data; return it and the run dir."""
     from tunesmith.run import encode, make_accelerator, make_collate

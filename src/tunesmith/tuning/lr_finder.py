@@ -1,11 +1,15 @@
 """Learning-rate range test (Smith 2017): train briefly while the learning rate grows exponentially.
 
 The loss first stays flat (too small to matter), then falls (useful), then blows up (too large). The
-suggestion is the **valley** of the smoothed curve (as in fastai 2.x): the longest decreasing stretch of
-the curve between the end of the flat start and the minimum, and the point half-way through it. That
-sits well below the minimum (where the loss is about to diverge) and above the flat start, and is
-usually steadier than the steepest-descent point. The steepest-descent point ("steep") and the
-minimum / 10 ("minimum") are recorded too, as alternatives.
+default pick ("auto") is the **valley** of the smoothed curve (as in fastai 2.x): the longest decreasing
+stretch of the curve between the end of the flat start and the minimum, and the point half-way through
+it. That sits well below the minimum (where the loss is about to diverge) and above the flat start, and is
+usually steadier than the steepest-descent point. But a pre-trained model swept for one epoch often shows
+no descent beyond the batch-to-batch noise: the valley of noise is meaningless (on the demo task it
+picked 1.8e-5 where 1e-4 was best). Then "auto" takes **rise**, a tenth of the learning rate at which the
+smoothed loss climbs back above its starting level (Smith's rule: an order of magnitude below where
+training breaks down). The steepest-descent point ("steep"), minimum / 10 ("minimum"), valley and rise are
+all recorded, and any of them can be asked for.
 
 Smoothing is a centred Gaussian window over the steps, not fastai's exponential moving average: with the
 ~30 steps an epoch allows, an EMA lags the raw loss by several steps, which shifts every suggestion to
@@ -29,8 +33,9 @@ import numpy as np
 import torch
 from scipy.ndimage import gaussian_filter1d
 
-Method = Literal["valley", "steep", "minimum"]
-METHODS: tuple[Method, ...] = ("valley", "steep", "minimum")
+Method = Literal["auto", "valley", "steep", "minimum", "rise"]
+METHODS: tuple[Method, ...] = ("auto", "valley", "steep", "minimum", "rise")
+SIGNIFICANT_DROP = 2.0  # a descent counts when the smoothed loss falls this many noise SDs below its start
 
 
 @dataclass
@@ -39,7 +44,7 @@ class LRFindResult:
     losses: list[float]  # raw loss of each step's batch
     smoothed: list[float]
     suggestion: float
-    method: str
+    method: str  # the candidate used (auto resolves to valley or rise)
     candidates: dict[str, float]  # every method's pick, for the report
     start_lr: float
     end_lr: float
@@ -68,8 +73,11 @@ def smooth(losses: Sequence[float], sigma: float | None = None) -> np.ndarray:
     return gaussian_filter1d(array, sigma=sigma, mode="nearest")
 
 
-def suggest(lrs: Sequence[float], smoothed: Sequence[float]) -> dict[str, float]:
-    """Every method's suggested learning rate from a (smoothed) range-test curve."""
+def suggest(lrs: Sequence[float], smoothed: Sequence[float], noise: float = 0.0) -> dict[str, float]:
+    """Every method's suggested learning rate from a (smoothed) range-test curve (auto excluded).
+
+    `noise` (the SD of the raw losses around the smoothed curve) sets how far above its start the curve
+    must climb to count as a rise: SIGNIFICANT_DROP noise SDs, so noise alone never makes one."""
     lrs_a, loss = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
     if lrs_a.size != loss.size or lrs_a.size < 3:
         raise ValueError(
@@ -80,11 +88,34 @@ def suggest(lrs: Sequence[float], smoothed: Sequence[float]) -> dict[str, float]
     span = max(lowest, 2)
     slope = np.gradient(loss[: span + 1], np.log(lrs_a[: span + 1]))
     begin = _descent_start(loss, lowest)
+    above = np.flatnonzero(loss[lowest:] > loss[0] + SIGNIFICANT_DROP * noise)
+    rise = lowest + int(above[0]) if above.size else lrs_a.size - 1  # no rise in the sweep: its end
     return {
         "valley": float(lrs_a[begin + _valley_index(loss[begin : lowest + 1])]),
         "steep": float(lrs_a[int(np.argmin(slope[:span]))]),
         "minimum": float(lrs_a[lowest] / 10.0),
+        "rise": float(lrs_a[rise] / 10.0),
     }
+
+
+def noise_sd(raw: Sequence[float], smoothed: Sequence[float]) -> float:
+    """Batch-to-batch noise: the SD of the raw losses around the smoothed curve, up to its minimum."""
+    raw_a, loss = np.asarray(raw, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
+    upto = max(int(np.argmin(loss)), 2) + 1
+    return float(np.std(raw_a[:upto] - loss[:upto], ddof=1))
+
+
+def descent_is_significant(smoothed: Sequence[float], noise: float) -> bool:
+    """Whether the smoothed curve falls below its start by more than SIGNIFICANT_DROP noise SDs."""
+    loss = np.asarray(smoothed, dtype=np.float64)
+    lowest = int(np.argmin(loss))
+    return lowest >= 2 and float(loss[0] - loss[lowest]) > SIGNIFICANT_DROP * noise
+
+
+def pick(method: Method, candidates: dict[str, float], significant: bool) -> tuple[str, float]:
+    """The candidate `method` names; auto is the valley when the descent is significant, else rise."""
+    name = ("valley" if significant else "rise") if method == "auto" else method
+    return name, candidates[name]
 
 
 def _descent_start(loss: np.ndarray, lowest: int) -> int:
@@ -142,7 +173,7 @@ def find_lr(
     steps: int = 100,
     base_lr: float | None = None,
     grad_clip: float | None = 1.0,
-    method: Method = "valley",
+    method: Method = "auto",
     diverge_factor: float = 4.0,
     backward: Callable[[torch.Tensor], None] | None = None,
 ) -> LRFindResult:
@@ -210,8 +241,10 @@ def find_lr(
             "lower start_lr or check the data"
         )
     curve = smooth(losses)
-    candidates = suggest(lrs, curve.tolist())
+    noise = noise_sd(losses, curve.tolist())
+    candidates = suggest(lrs, curve.tolist(), noise)
+    chosen, suggestion = pick(method, candidates, descent_is_significant(curve.tolist(), noise))
     return LRFindResult(
-        lrs=lrs, losses=losses, smoothed=curve.tolist(), suggestion=candidates[method], method=method,
+        lrs=lrs, losses=losses, smoothed=curve.tolist(), suggestion=suggestion, method=chosen,
         candidates=candidates, start_lr=start_lr, end_lr=end_lr, steps_planned=steps, stop_reason=stop_reason,
     )  # fmt: skip

@@ -29,7 +29,7 @@ def lr_find_spec(data: dict[str, Any]) -> Spec:
         {"type": "scatter", "mode": "lines", "name": "smoothed", "x": data["lrs"], "y": data["smoothed"],
          "line": {"color": "#2563eb", "width": 2}},
     ]  # fmt: skip
-    colors = {"valley": "#16a34a", "steep": "#ea580c", "minimum": "#7c3aed"}
+    colors = {"valley": "#16a34a", "steep": "#ea580c", "minimum": "#7c3aed", "rise": "#0891b2"}
     shapes = []
     for name, lr in data["candidates"].items():
         chosen = " (suggestion)" if name == data["method"] else ""

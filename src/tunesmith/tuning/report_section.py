@@ -30,7 +30,8 @@ def render(data: RunData) -> str | None:
 
         parts += [tag("h3", "LR range test"),
                   tag("p", f"{lr_find.get('used_for', 'lr-find')}: suggestion {lr_find['suggestion']:.3g} "
-                      f"({lr_find['method']}; the valley is the default, see `tunesmith lr-find --help`)."),
+                      f"({lr_find['method']}; by default the valley, or rise when the loss shows no descent "
+                      "beyond its noise: see `tunesmith lr-find --help`)."),
                   key_values(summary(lr_find)), inline_plot("lr-find", lr_find_spec(lr_find))]  # fmt: skip
     cv = _read(data.run_dir / CV_FILE)
     if cv:
