@@ -175,3 +175,35 @@ def test_processes_share_one_study(tmp_path: Path, recipe_dict: dict[str, Any]) 
         assert Path(t.user_attrs["run_dir"]) == root / "trials" / str(t.number)
         assert json.loads((root / "trials" / str(t.number) / "metrics.json").read_text())["epochs_run"] == 1
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
+
+
+def test_storage_retries_when_another_worker_is_creating_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Workers started together race to create the tables; the loser sees the winner's schema on retry."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    from tunesmith.errors import UserError
+    from tunesmith.tuning import search
+
+    real, calls = search.RDBStorage, []
+
+    def racing(url: str, **kwargs: Any) -> Any:
+        calls.append(url)
+        if len(calls) == 1:
+            raise IntegrityError("INSERT INTO alembic_version", {}, Exception("UNIQUE constraint failed"))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(search, "RDBStorage", racing)
+    storage = search.make_storage(f"sqlite:///{tmp_path / 'study.db'}")
+    assert len(calls) == 2 and storage is not None
+
+    def unreachable(url: str, **kwargs: Any) -> Any:
+        calls.append(url)
+        raise OperationalError("connect", {}, Exception("could not connect to server"))
+
+    calls.clear()
+    monkeypatch.setattr(search, "RDBStorage", unreachable)
+    with pytest.raises(UserError, match="--storage: cannot open"):
+        search.make_storage("postgresql://nobody@nowhere/db")
+    assert len(calls) == 1  # a real failure is not retried

@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import socket
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from tunesmith.tuning import space as sp
 log = logging.getLogger(__name__)
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HEARTBEAT_S, GRACE_S = 60, 180
+_OPEN_ATTEMPTS = 5
 _TRIAL_ATTRS = ("train_time_s", "best_epoch", "worker")  # trial user attributes copied into tune.json
 
 
@@ -78,18 +80,38 @@ def default_storage(root: Path) -> str:
 def make_storage(url: str) -> RDBStorage:
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental; they are what resumes a study
-            warnings.simplefilter("ignore", ExperimentalWarning)
-            return RDBStorage(
-                url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            )  # fmt: skip
-    except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, missing driver, unreachable server
-        raise UserError(
-            f"--storage: cannot open {url!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}); pass a "
-            "SQLAlchemy URL such as sqlite:///study.db or postgresql://user:pw@host/db (driver installed)"
-        ) from None
+    error: Exception | None = None
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            with (
+                warnings.catch_warnings()
+            ):  # heartbeats are marked experimental; they are what resumes a study
+                warnings.simplefilter("ignore", ExperimentalWarning)
+                return RDBStorage(
+                    url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                    heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                )  # fmt: skip
+        except Exception as exc:  # SQLAlchemy raises many kinds: bad URL, missing driver, unreachable server
+            error = exc
+            if not _creation_race(exc):
+                break
+            time.sleep(0.2 * (attempt + 1))  # workers creating one new database at once: one wins, retry
+    assert error is not None
+    raise UserError(
+        f"--storage: cannot open {url!r} ({type(error).__name__}: {str(error).splitlines()[0]}); pass a "
+        "SQLAlchemy URL such as sqlite:///study.db or postgresql://user:pw@host/db (driver installed)"
+    ) from None
+
+
+def _creation_race(exc: Exception) -> bool:
+    """Another process creating the same database's tables at this moment (Optuna's schema set-up is not
+    atomic across processes: the loser sees a duplicate alembic_version row, an existing table or a lock)."""
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    if isinstance(exc, IntegrityError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and ("locked" in text or "already exists" in text)
 
 
 def make_sampler(recipe: Recipe, space: dict[str, SearchParam]) -> optuna.samplers.BaseSampler:
