@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from watch_browser import inspect_report, needs_browser
 from watch_runs import recipe, records, run_recipe
 
 from conftest import toy_rows
+from report_browser import inspect_report, needs_browser
 from tunesmith.cli import app
 from tunesmith.report import SECTION_IDS
 from tunesmith.run import RunResult

@@ -45,9 +45,11 @@ PLOT_STATE = """id => { const d = document.getElementById('plot-' + id);
            w: box.width, h: box.height}; }"""
 
 
-def inspect_report(report: Path, screenshot: Path | None = None) -> dict[str, Any]:
+def inspect_report(
+    report: Path, screenshot: Path | None = None, checks: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Load the page with every non-local request blocked; return sections, nav links, plot states,
-    console errors and every requested URL."""
+    console errors, every requested URL and the value of each JavaScript expression in `checks`."""
     from playwright.sync_api import sync_playwright
 
     console: list[str] = []
@@ -71,9 +73,10 @@ def inspect_report(report: Path, screenshot: Path | None = None) -> dict[str, An
             plots = {plot_id: page.evaluate(PLOT_STATE, plot_id) for plot_id in plot_ids}
             texts = {s: page.locator(f"section#{s}").inner_text() for s in sections}
             findings = page.eval_on_selector_all("article.finding", "els => els.map(e => e.dataset.finding)")
+            checked = {name: page.evaluate(expression) for name, expression in (checks or {}).items()}
             if screenshot is not None:
                 page.screenshot(path=str(screenshot), full_page=True)
         finally:
             browser.close()
     return {"sections": sections, "nav": nav, "plots": plots, "texts": texts, "findings": findings,
-            "console": console, "requests": requests}  # fmt: skip
+            "console": console, "requests": requests, "checks": checked}  # fmt: skip
