@@ -10,11 +10,9 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
@@ -23,19 +21,17 @@ from tunesmith.audit import AuditReport, check_gate, run_audit
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.data.augment import with_balance_setting
-from tunesmith.data.batching import collate, tokenize_texts
-from tunesmith.data.prepare import prepare_data
-from tunesmith.data.types import DataBundle, Split
+from tunesmith.data.types import Split
 from tunesmith.diagnosis import diagnose
 from tunesmith.errors import UserError
-from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
-from tunesmith.evaluation.metrics import classification_metrics
 from tunesmith.findings import Finding
 from tunesmith.forgetting import control as forgetting
-from tunesmith.models.loader import count_parameters, load_classifier
-from tunesmith.outputs import check_run_dir, resolve_run_dir, save_model, write_json, write_predictions
+from tunesmith.models.loader import count_parameters
+from tunesmith.outputs import check_run_dir, resolve_run_dir, write_json
 from tunesmith.report import render_report
 from tunesmith.strategies.registry import get_strategy
+from tunesmith.tasks.base import Encoded, Task
+from tunesmith.tasks.registry import make_task
 from tunesmith.tracking import aborted_on_error, make_trackers
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training.callbacks.base import Callback
@@ -64,15 +60,6 @@ def make_accelerator(precision: str) -> Accelerator:
     if state and state.get("_num_processes", 1) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(mixed_precision=accelerate_mixed_precision(precision))
-
-
-def encode(split: Split, tokenizer: Any, max_length: int) -> Encoded:
-    return Encoded(tokenize_texts(split.texts, tokenizer, max_length), list(split.labels))
-
-
-def make_collate(tokenizer: Any) -> Collate:
-    with_types = "token_type_ids" in tokenizer.model_input_names
-    return partial(collate, pad_id=tokenizer.pad_token_id or 0, with_token_type_ids=with_types)
 
 
 def _check_resume_recipe(run_dir: Path, recipe: Recipe) -> None:
@@ -112,12 +99,14 @@ def run(
         recipe = lr_auto.recorded_lr(run_dir, recipe)  # lr: auto resumes with the lr its range test picked
         _check_resume_recipe(run_dir, recipe)
     precision = resolve_precision(recipe.train.precision)
+    task = make_task(recipe)
     strategy = get_strategy(recipe.strategy)
     trackers = make_trackers(list(recipe.report_to))
-    tables, bundle = prepare_data(recipe.data)
+    tables, bundle = task.prepare_data()
     set_seed(recipe.train.seed)
-    model, tokenizer, model_dir = load_classifier(recipe.model.name, bundle.labels, seed=recipe.train.seed)
-    retain_plan = forgetting.plan(recipe, model_dir)
+    loaded = task.load_model(bundle)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    retain_plan = forgetting.plan(recipe, loaded.model_dir)
     audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
 
     # ---- the run directory ----
@@ -140,13 +129,9 @@ def run(
     )
     accelerator = make_accelerator(precision)
     log.info("precision: %s on %s", precision, accelerator.device)
-    train_data = encode(bundle.train, tokenizer, recipe.model.max_length)
-    val_data = encode(bundle.validation, tokenizer, recipe.model.max_length)
-    collate_fn = make_collate(tokenizer)
+    train_data, val_data = task.encode(bundle.train), task.encode(bundle.validation)
     if recipe.train.lr == "auto":  # the lr range test picks train.lr; config.yaml records the value used
-        recipe = lr_auto.resolve_auto_lr(
-            recipe, run_dir, model, strategy, train_data, collate_fn, accelerator
-        )
+        recipe = lr_auto.resolve_auto_lr(recipe, run_dir, model, strategy, task, train_data, accelerator)
         (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
     optimizer = make_optimizer(strategy.param_groups(model, recipe.train), recipe.train)
     steps_per_epoch = _steps_per_epoch(len(train_data), recipe, accelerator.num_processes)
@@ -155,7 +140,9 @@ def run(
     model, optimizer = accelerator.prepare(model, optimizer)
     retain = None  # measured on the starting weights: a resumed run loads its checkpoint only inside train()
     if retain_plan is not None:
-        retain = forgetting.start(retain_plan, recipe, accelerator.unwrap_model(model), tokenizer, collate_fn)
+        retain = forgetting.start(
+            retain_plan, recipe, accelerator.unwrap_model(model), tokenizer, task.collate_fn
+        )
 
     callbacks: list[Callback] = [GradientMonitor()]
     es = recipe.train.early_stopping
@@ -168,8 +155,8 @@ def run(
     with aborted_on_error(trackers):
         loop_start = time.perf_counter()  # training with its per-epoch evaluation and checkpoints
         outcome = train(
-            recipe, model, optimizer, scheduler, train_data, val_data, labels=bundle.labels, collate=collate_fn,
-            accelerator=accelerator, run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
+            recipe, task, model, optimizer, scheduler, train_data, val_data, accelerator=accelerator,
+            run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
         )  # fmt: skip
         loop_s = time.perf_counter() - loop_start
 
@@ -187,17 +174,17 @@ def run(
         if accelerator.is_main_process:
             encoded = {"validation": val_data}
             if bundle.test is not None:
-                encoded["test"] = encode(bundle.test, tokenizer, recipe.model.max_length)
+                encoded["test"] = task.encode(bundle.test)
             with accelerator.autocast():  # the precision validation ran in during training
                 for name, split in (("validation", bundle.validation), ("test", bundle.test)):
                     metrics[name] = _evaluate_split(
-                        unwrapped, split, encoded.get(name), bundle, recipe, collate_fn, run_dir
+                        task, unwrapped, split, encoded.get(name), recipe, run_dir
                     )
                 if retain is not None:
                     metrics["forgetting"], found = forgetting.finish(retain, unwrapped)
                     findings += found
             write_json(run_dir / "metrics.json", metrics)
-            save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
+            task.save(run_dir, unwrapped, metrics)
             findings = diagnose(run_dir) + findings
             write_json(run_dir / "findings.json", [f.to_dict() for f in findings])
             render_report(run_dir)
@@ -231,16 +218,11 @@ def _steps_per_epoch(n: int, recipe: Recipe, processes: int) -> int:
 
 
 def _evaluate_split(
-    model: torch.nn.Module, split: Split | None, data: Encoded | None, bundle: DataBundle, recipe: Recipe,
-    collate_fn: Collate, run_dir: Path,
-) -> dict[str, Any] | None:  # fmt: skip
+    task: Task, model: Any, split: Split | None, data: Encoded | None, recipe: Recipe, run_dir: Path
+) -> dict[str, Any] | None:
     if split is None or data is None:
         return None
     device = next(model.parameters()).device
-    probs, losses = predict_probs(
-        model, data, batch_size=recipe.eval.batch_size, collate=collate_fn, device=device
-    )
-    write_predictions(run_dir / "predictions" / f"{split.name}.jsonl", split, probs, bundle.labels)
-    return classification_metrics(
-        data.labels, probs.argmax(-1).tolist(), bundle.labels, loss=float(losses.mean())
-    )
+    evaluation = task.evaluate(model, data, batch_size=recipe.eval.batch_size, device=device)
+    task.write_predictions(run_dir, split, evaluation)
+    return evaluation.metrics

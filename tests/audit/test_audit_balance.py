@@ -14,7 +14,7 @@ from tunesmith.config.schema import DataConfig, Recipe
 from tunesmith.data.augment import augment_text, with_balance_setting
 from tunesmith.data.prepare import prepare_data
 from tunesmith.errors import UserError
-from tunesmith.training.loop import class_weights
+from tunesmith.tasks.text_classification import class_weights
 
 
 def _data(toy_files: dict[str, Path], **extra: Any) -> DataConfig:

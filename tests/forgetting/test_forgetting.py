@@ -23,7 +23,8 @@ from tunesmith.forgetting.penalties import Penalty, anchored, diagonal_fisher
 from tunesmith.forgetting.replay import Replay
 from tunesmith.forgetting.retain import build_retain_head, fit_probe, predict_retain
 from tunesmith.models.loader import load_classifier, load_tokenizer
-from tunesmith.run import make_collate, run
+from tunesmith.run import run
+from tunesmith.tasks.text_classification import make_collate
 
 TOPICS = {"acne": ["skin", "face", "pimples", "cream"], "migraine": ["head", "light", "aura", "throbbing"],
           "pain": ["back", "knee", "joint", "ache"]}  # fmt: skip

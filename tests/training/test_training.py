@@ -22,8 +22,11 @@ def test_run_trains_and_writes_every_output(recipe_dict: dict[str, Any]) -> None
     recipe_dict["train"]["epochs"] = 8
     result = run(recipe_from_dict(recipe_dict), quiet=True)
     run_dir = result.run_dir
-    epochs = _records(run_dir, "epoch")
+    start, *epochs = _records(run_dir, "epoch")
     assert [e["epoch"] for e in epochs] == list(range(1, 9))
+    # eval.on_start: validation before the first step, as epoch 0 (no training keys: nothing trained yet)
+    assert start["epoch"] == 0 and start["step"] == 0 and "train_loss" not in start
+    assert start["val_loss"] > epochs[-1]["val_loss"]
     assert epochs[-1]["train_loss"] < epochs[0]["train_loss"]
     steps = _records(run_dir, "step")
     assert steps and all({"loss", "lr", "tokens_per_s", "grad_norm"} <= s.keys() for s in steps)

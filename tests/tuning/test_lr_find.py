@@ -17,26 +17,24 @@ from typer.testing import CliRunner
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.data.batching import LengthBucketBatcher
-from tunesmith.data.prepare import prepare_data
-from tunesmith.models.loader import load_classifier
-from tunesmith.run import encode, make_collate, run
+from tunesmith.run import run
 from tunesmith.strategies.registry import get_strategy
+from tunesmith.tasks.registry import make_task
 from tunesmith.training.optim import make_optimizer
 from tunesmith.tuning.lr_finder import descent_is_significant, find_lr, noise_sd, pick, smooth, suggest
 
 
 def _setup(recipe_dict: dict[str, Any]) -> tuple[Any, ...]:
     recipe = recipe_from_dict(recipe_dict)
-    _, bundle = prepare_data(recipe.data)
-    model, tokenizer, _ = load_classifier(recipe.model.name, bundle.labels, seed=0)
-    model = get_strategy(recipe.strategy).prepare(model)
-    data = encode(bundle.train, tokenizer, recipe.model.max_length)
-    collate = make_collate(tokenizer)
+    task = make_task(recipe)
+    _, bundle = task.prepare_data()
+    model = get_strategy(recipe.strategy).prepare(task.load_model(bundle).model)
+    data = task.encode(bundle.train)
     batcher = LengthBucketBatcher(data.lengths, 16, seed=0)
 
     def batches() -> Any:
         for ids in batcher.batches(0):
-            yield collate([data.input_ids[i] for i in ids], [data.labels[i] for i in ids])
+            yield task.collate(data, ids)
 
     def loss_fn(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         inputs = {k: v for k, v in batch.items() if k != "labels"}

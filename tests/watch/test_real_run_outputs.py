@@ -54,6 +54,8 @@ def test_history_has_step_and_epoch_monitoring(real_run: RunResult) -> None:
 
     epochs = records(real_run.run_dir, "epoch")
     assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    (start,) = records(real_run.run_dir, "start")  # eval.on_start: the validation before step 1
+    assert start["step"] == 0 and math.isfinite(start["val_loss"]) and "train_loss" not in start
     for e in epochs:
         for key in ("train_loss", "train_accuracy", "train_macro_f1", "val_loss", "val_accuracy", "val_macro_f1",
                     "val_loss_se", "tokens_per_s", "time_s", "peak_memory_mb"):  # fmt: skip
@@ -183,12 +185,12 @@ def _severity_rank(finding: Any) -> int:
 
 
 def test_logged_loss_is_the_mean_of_its_window(tmp_path: Path, tiny_model: Path) -> None:
-    # 7 steps per epoch, logged every 2: the first record of epoch 2 covers one step only. It must be that
-    # step's loss, not half of it (a false "fell, then climbed back" for the diagnosis).
+    # 7 steps per epoch, logged at step 1 and then every 2: the first record of epoch 2 covers one step only.
+    # It must be that step's loss, not half of it (a false "fell, then climbed back" for the diagnosis).
     config = recipe(
         tmp_path, tiny_model, toy_rows(120, seed=1), name="window", epochs=2, lr=1e-6, log_every=2
     )
     result = run_recipe(config)
     losses = [s["loss"] for s in records(result.run_dir, "step")]
-    assert len(losses) == 7
+    assert [s["step"] for s in records(result.run_dir, "step")] == [1, 2, 4, 6, 8, 10, 12, 14]
     assert all(0.9 < loss < 1.3 for loss in losses), losses  # ln 3 = 1.0986 at this learning rate

@@ -80,8 +80,14 @@ def findings(run_dir: Path) -> dict[str, Finding]:
 
 
 def records(run_dir: Path, kind: str) -> list[dict[str, Any]]:
+    """History records of one kind; for "epoch", the training epochs (the validation at the start, epoch 0,
+    is `records(run_dir, "start")`)."""
     lines = (run_dir / "history.jsonl").read_text().splitlines()
-    return [r for r in map(json.loads, lines) if r["kind"] == kind]
+    if kind == "start":
+        return [r for r in map(json.loads, lines) if r["kind"] == "epoch" and r["epoch"] == 0]
+    return [
+        r for r in map(json.loads, lines) if r["kind"] == kind and not (kind == "epoch" and r["epoch"] == 0)
+    ]
 
 
 class PoisonForward(Callback):

@@ -136,6 +136,10 @@ class EvalConfig(Section):
         "macro_f1", description="metric that picks the best epoch and drives early stopping"
     )
     batch_size: PositiveInt = 64
+    on_start: bool = Field(
+        True,
+        description="validate once before the first step (epoch 0 in history.jsonl): where training starts",
+    )
     cv: int | None = Field(
         None, ge=2, le=20,
         description="stratified K-fold cross-validation on train (+ validation): metrics as mean ± std",

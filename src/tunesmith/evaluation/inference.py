@@ -2,32 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from tunesmith.data.batching import LengthBucketBatcher
+from tunesmith.tasks.base import Collate, Encoded
 
-
-@dataclass
-class Encoded:
-    """A tokenised split: token ids per example (unpadded) and label ids (-1 where unknown)."""
-
-    input_ids: list[list[int]]
-    labels: list[int]
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(ids) for ids in self.input_ids]
-
-
-Collate = Callable[[list[list[int]], list[int]], dict[str, torch.Tensor]]
+__all__ = ["Collate", "Encoded", "predict_probs"]
 
 
 @torch.inference_mode()

@@ -19,9 +19,11 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from tunesmith.errors import UserError
+
 CHECKPOINTS = "checkpoints"
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the task's epoch sums in task_state.safetensors
 # Fault injection for the crash tests: seconds to sleep between writing the files and the manifest.
 DELAY_ENV = "TUNESMITH_FAULT_CHECKPOINT_DELAY"
 
@@ -101,6 +103,7 @@ def save_checkpoint(
     callbacks: dict[str, Any],
     best_weights: dict[str, torch.Tensor] | None,
     keep: int,
+    task_state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -117,6 +120,8 @@ def save_checkpoint(
     _write_json(tmp / "rng.json", rng_plain)
     _write_json(tmp / "state.json", state)
     _write_json(tmp / "callbacks.json", callbacks)
+    save_file({k: v.detach().contiguous().cpu() for k, v in (task_state or {}).items()},
+              str(tmp / "task_state.safetensors"))  # fmt: skip
     if best_weights is not None:
         save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp / "best_model.safetensors"))
     if os.environ.get(DELAY_ENV):
@@ -174,8 +179,15 @@ def _prune(root: Path, keep: int) -> None:
 
 def load_checkpoint(
     path: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor] | None]:
-    """Restore model, optimizer, scheduler and RNG in place; return (state, callbacks, best_weights)."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor] | None, dict[str, torch.Tensor]]:
+    """Restore model, optimizer, scheduler and RNG in place; return (state, callbacks, best_weights,
+    the task's epoch sums)."""
+    version = json.loads((path / MANIFEST).read_text()).get("format")
+    if version != FORMAT_VERSION:
+        raise UserError(
+            f"--resume: {path} was written by another tunesmith version (checkpoint format {version}, this "
+            f"one reads {FORMAT_VERSION}); start the run again with --overwrite."
+        )
     load_model(model, str(path / "model.safetensors"))
     plain = json.loads((path / "optimizer.json").read_text())
     optimizer.load_state_dict(_optimizer_state(load_file(str(path / "optimizer.safetensors")), plain))
@@ -185,4 +197,4 @@ def load_checkpoint(
     best = load_file(str(best_file)) if best_file.is_file() else None
     state = json.loads((path / "state.json").read_text())
     callbacks = json.loads((path / "callbacks.json").read_text())
-    return state, callbacks, best
+    return state, callbacks, best, load_file(str(path / "task_state.safetensors"))

@@ -18,13 +18,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 
 from tunesmith.config.schema import Recipe
-from tunesmith.data.batching import LengthBucketBatcher
-from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
-from tunesmith.evaluation.metrics import classification_metrics
+from tunesmith.data.batching import LengthBucketBatcher, count_tokens
+from tunesmith.tasks.base import Encoded, Evaluation, Task
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training.callbacks.base import Callback, TrainContext
 from tunesmith.training.optim import scale_learning_rate
@@ -64,13 +62,6 @@ class History:
                 handle.truncate(size)
 
 
-def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
-    """Inverse-frequency ("balanced") weights: n / (k * count_c)."""
-    counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
-    weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
-    return torch.tensor(weights, dtype=torch.float32)
-
-
 def peak_memory_mb() -> float:
     if torch.cuda.is_available():
         return torch.cuda.max_memory_allocated() / 2**20
@@ -96,14 +87,13 @@ def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 def train(
     recipe: Recipe,
+    task: Task,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     train_data: Encoded,
     val_data: Encoded,
     *,
-    labels: list[str],
-    collate: Collate,
     accelerator: Accelerator,
     run_dir: Path,
     callbacks: list[Callback],
@@ -112,28 +102,30 @@ def train(
 ) -> TrainOutcome:
     cfg = recipe.train
     main = accelerator.is_main_process
+    device = accelerator.device
     history = History(run_dir / "history.jsonl", enabled=main)
     batcher = LengthBucketBatcher(train_data.lengths, cfg.batch_size, seed=cfg.seed, shuffle=True)
     micro_per_epoch = len(batcher.batches(0))
     steps_per_epoch = math.ceil(micro_per_epoch / (cfg.grad_accum * accelerator.num_processes))
-    weights = (
-        class_weights(train_data.labels, len(labels)).to(accelerator.device) if cfg.class_weights else None
-    )
-    higher_is_better = recipe.eval.metric != "loss"
+    task.start_training(train_data, device)
+    higher_is_better = task.higher_is_better(recipe.eval.metric)
     ctx = TrainContext(recipe, model, optimizer, scheduler, accelerator, steps_per_epoch=steps_per_epoch)
     ctx.extra["run_dir"] = run_dir
 
-    # Resumable state: where we are in the data order, the best epoch so far, the running epoch sums.
+    # Resumable state: where we are in the data order, the best epoch so far; the task's running epoch
+    # sums are tensors and travel in the checkpoint beside it.
     state: dict[str, Any] = {
         "epoch": 0, "batches_done": 0, "step": 0, "best_metric": None, "best_epoch": None,
-        "epoch_sums": _empty_sums(), "train_time_s": 0.0, "rollbacks": 0, "history_bytes": 0,
+        "epoch_time_s": 0.0, "train_time_s": 0.0, "rollbacks": 0, "history_bytes": 0,
     }  # fmt: skip
+    sums = _new_sums(task, len(train_data), device)
     best_weights: dict[str, torch.Tensor] | None = None
     if resume_from is not None:
         unwrapped = accelerator.unwrap_model(model)
-        state, cb_states, best_weights = ckpt.load_checkpoint(
+        state, cb_states, best_weights, task_sums = ckpt.load_checkpoint(
             resume_from, model=unwrapped, optimizer=optimizer, scheduler=scheduler
         )
+        sums = {k: v.to(device) for k, v in task_sums.items()}
         if (
             best_weights is None and state["best_epoch"] is not None
         ):  # saved at the best epoch's end: it is the model
@@ -151,7 +143,7 @@ def train(
         ckpt.save_checkpoint(
             run_dir, state["step"], model=accelerator.unwrap_model(model), optimizer=optimizer,
             scheduler=scheduler, state=state, callbacks={cb.name: cb.state_dict() for cb in callbacks},
-            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints,
+            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints, task_state=sums,
         )  # fmt: skip
 
     def event(name: str, message: str, **data: Any) -> None:
@@ -161,6 +153,10 @@ def train(
         log.warning("%s", message) if name.startswith("nan") else log.info("%s", message)
 
     events: list[dict[str, Any]] = []
+    fresh = resume_from is None
+    if fresh and recipe.eval.on_start:  # where validation starts: epoch 0, before any step
+        start = _validate(task, model, val_data, recipe, accelerator)
+        history.write({"kind": "epoch", "step": 0, "epoch": 0, **_val_keys(start)})
     for cb in callbacks:
         cb.on_train_start(ctx)
     model.train()
@@ -169,52 +165,47 @@ def train(
     if cfg.nan_policy == "rollback":
         good_state = (_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
     stop_reason: str | None = None
+    # The step's running sums stay on the device; they are read on logged steps only.
+    zero = torch.zeros((), dtype=torch.float64, device=device)
     with progress:
         while state["epoch"] < cfg.epochs and stop_reason is None:
             epoch = state["epoch"]
             ctx.epoch = epoch
             loader = _epoch_batches(
-                batcher.batches(epoch), state["batches_done"], train_data, collate, accelerator
+                batcher.batches(epoch), state["batches_done"], train_data, task, accelerator
             )
             progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
-            sums = state["epoch_sums"]
-            window_loss, window_n, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
-            epoch_start = time.perf_counter()
+            window_loss, window_n, window_tokens = zero.clone(), zero.clone(), zero.clone()
+            window_start = epoch_start = time.perf_counter()
             micro_in_step = 0
-            nan_in_step = False
-            for i, batch in enumerate(loader):
+            step_finite = torch.ones((), dtype=torch.bool, device=device)
+            grad_norm: torch.Tensor | float | None = None
+            for i, (index, tokens, batch) in enumerate(loader):
                 last_micro = i == len(loader) - 1
-                labels_t = batch.pop("labels")
-                logits = model(**batch).logits.float()
-                loss = F.cross_entropy(logits, labels_t, weight=weights)
-                objective = loss
+                out = task.step(model, batch, index)
+                objective = out.loss
                 for cb in callbacks:
                     term = cb.extra_loss(ctx, batch)
                     if term is not None:
                         objective = objective + term
-                finite = bool(torch.isfinite(objective).item())
-                if finite:
-                    accelerator.backward(objective / cfg.grad_accum)
-                    preds = logits.argmax(-1)
-                    sums["loss"] += float(loss.item()) * len(labels_t)
-                    sums["n"] += len(labels_t)
-                    sums["preds"].extend(preds.tolist())
-                    sums["labels"].extend(labels_t.tolist())
-                    tokens = int(batch["attention_mask"].sum().item())
-                    sums["tokens"] += tokens
-                    window_loss += float(loss.item())
-                    window_n += 1
-                    window_tokens += tokens
-                else:
-                    nan_in_step = True
+                finite = torch.isfinite(objective.detach())
+                # A non-finite micro-batch spoils its whole optimizer step, which is dropped below; its
+                # backward pass only adds to gradients that are thrown away.
+                accelerator.backward(objective / cfg.grad_accum)
+                task.accumulate(sums, out, finite)
+                window_loss += torch.where(finite, out.loss.detach().double(), 0.0)
+                window_n += finite
+                window_tokens += finite * tokens
+                sums[TOKENS] += finite * tokens
+                step_finite &= finite
                 micro_in_step += 1
                 state["batches_done"] += accelerator.num_processes
                 if micro_in_step < cfg.grad_accum and not last_micro:
                     continue
-                # ---- one optimizer step ----
+                # ---- one optimizer step: the one host read per step says whether it was finite ----
                 micro_in_step = 0
-                if nan_in_step:
-                    nan_in_step = False
+                if not bool(step_finite.item()):
+                    step_finite.fill_(True)
                     optimizer.zero_grad(set_to_none=True)
                     stop_reason, good_state = _handle_nan(
                         cfg, state, event, model, optimizer, scheduler, good_state, accelerator
@@ -226,22 +217,25 @@ def train(
                     cb.on_after_backward(ctx)
                 grad_norm = None
                 if cfg.grad_clip is not None:
-                    grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+                    grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 state["step"] += 1
                 ctx.step = state["step"]
-                logged = state["step"] % cfg.log_every == 0
+                # Step 1 is always logged, so the diagnosis knows where the loss started.
+                logged = state["step"] % cfg.log_every == 0 or state["step"] == 1
                 record: dict[str, Any] = {}
                 if logged:
                     elapsed = time.perf_counter() - window_start
+                    n = float(window_n.item())
                     record = {
                         "kind": "step", "step": state["step"],
                         "epoch": round(epoch + state["batches_done"] / max(micro_per_epoch, 1), 4),
-                        "loss": window_loss / window_n if window_n else float("nan"),
+                        "loss": float(window_loss.item()) / n if n else float("nan"),
                         "lr": float(optimizer.param_groups[0]["lr"]),
-                        "grad_norm": grad_norm, "tokens_per_s": window_tokens / max(elapsed, 1e-9),
+                        "grad_norm": None if grad_norm is None else float(grad_norm),
+                        "tokens_per_s": float(window_tokens.item()) / max(elapsed, 1e-9),
                         "time_s": state["train_time_s"] + time.perf_counter() - epoch_start,
                     }  # fmt: skip
                 for cb in callbacks:
@@ -249,7 +243,8 @@ def train(
                 if logged:
                     history.write(record)
                     progress.update(record["loss"], record["lr"], record["tokens_per_s"])
-                    window_loss, window_n, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+                    window_loss, window_n, window_tokens = zero.clone(), zero.clone(), zero.clone()
+                    window_start = time.perf_counter()
                     if cfg.nan_policy == "rollback":
                         good_state = (
                             _snapshot(accelerator.unwrap_model(model)),
@@ -257,21 +252,24 @@ def train(
                         )
                 progress.advance()
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and not last_micro:
-                    _add_time(state, sums, epoch_start)
+                    _add_time(state, epoch_start)
                     epoch_start = time.perf_counter()
                     save(best_is_current=False)
             if stop_reason:
                 break
             # ---- end of epoch: evaluate, record, callbacks, best weights, checkpoint ----
-            _add_time(state, sums, epoch_start)
-            record = _epoch_record(state, sums, labels, epoch)
-            val_metrics, val_losses = _validate(model, val_data, labels, recipe, collate, accelerator)
-            record.update({f"val_{k}": v for k, v in val_metrics.items() if isinstance(v, float)})
-            record["val_loss_se"] = (
-                float(np.std(val_losses, ddof=1) / math.sqrt(len(val_losses))) if len(val_losses) > 1 else 0.0
-            )
+            _add_time(state, epoch_start)
+            record = {
+                "kind": "epoch", "step": state["step"], "epoch": epoch + 1, **task.train_metrics(sums),
+                "time_s": state["train_time_s"],
+                "tokens_per_s": float(sums[TOKENS].item()) / max(state["epoch_time_s"], 1e-9),
+            }  # fmt: skip
+            if main:
+                task.epoch_end(run_dir, epoch, sums)
+            validation = _validate(task, model, val_data, recipe, accelerator)
+            record.update(_val_keys(validation))
             record["peak_memory_mb"] = peak_memory_mb()
-            ctx.extra["val_losses"] = val_losses  # per-example: the monitor's paired noise estimate
+            ctx.extra["val_losses"] = validation.losses  # per-example: the monitor's paired noise estimate
             for cb in callbacks:
                 cb.on_epoch_end(ctx, record)
             history.write(record)  # after the callbacks, so the keys they add are recorded
@@ -283,7 +281,8 @@ def train(
                 event("new_best", f"epoch {epoch + 1}: val_{recipe.eval.metric} {value:.4f} is the best so far",
                       metric=recipe.eval.metric, value=value)  # fmt: skip
             progress.end_epoch(record, recipe.eval.metric)
-            state.update(epoch=epoch + 1, batches_done=0, epoch_sums=_empty_sums())
+            state.update(epoch=epoch + 1, batches_done=0, epoch_time_s=0.0)
+            sums = _new_sums(task, len(train_data), device)
             stop_reason = ctx.stop_reason
             if stop_reason:
                 event("early_stop", stop_reason)
@@ -298,78 +297,65 @@ def train(
     )  # fmt: skip
 
 
-def _empty_sums() -> dict[str, Any]:
-    return {"loss": 0.0, "n": 0, "preds": [], "labels": [], "tokens": 0, "time_s": 0.0}
+TOKENS = "loop.tokens"  # the loop's own entry in the epoch sums: real tokens of the finite micro-batches
 
 
-def _add_time(state: dict[str, Any], sums: dict[str, Any], since: float) -> None:
+def _new_sums(task: Task, n_train: int, device: torch.device) -> dict[str, torch.Tensor]:
+    return {TOKENS: torch.zeros((), dtype=torch.int64, device=device), **task.new_sums(n_train, device)}
+
+
+def _add_time(state: dict[str, Any], since: float) -> None:
     elapsed = time.perf_counter() - since
     state["train_time_s"] += elapsed
-    sums["time_s"] += elapsed
+    state["epoch_time_s"] += elapsed
 
 
 class _EpochBatches:
     """This process's share of an epoch's batches, from a position on, collated on the way.
 
+    Yields (example indices on the device, real tokens in the batch, batch on the device). The token count
+    is read from the CPU batch before the copy, so it costs no device sync.
     No torch DataLoader here on purpose: creating its iterator draws from the global RNG (for worker
     seeds), which would shift the dropout masks of a resumed run and break bit-exact resume.
     """
 
-    def __init__(
-        self, order: list[list[int]], data: Encoded, collate: Collate, accelerator: Accelerator
-    ) -> None:
-        self.order, self.data, self.collate, self.device = order, data, collate, accelerator.device
+    def __init__(self, order: list[list[int]], data: Encoded, task: Task, accelerator: Accelerator) -> None:
+        self.order, self.data, self.task, self.device = order, data, task, accelerator.device
 
     def __len__(self) -> int:
         return len(self.order)
 
     def __iter__(self) -> Any:
         for indices in self.order:
-            batch = self.collate(
-                [self.data.input_ids[i] for i in indices], [self.data.labels[i] for i in indices]
-            )
-            yield {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            batch = self.task.collate(self.data, indices)
+            tokens = count_tokens(batch)
+            index = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)
+            yield index, tokens, {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
 
 def _epoch_batches(
-    order: list[list[int]], done: int, data: Encoded, collate: Collate, accelerator: Accelerator
+    order: list[list[int]], done: int, data: Encoded, task: Task, accelerator: Accelerator
 ) -> _EpochBatches:
     """Skip the `done` batches already trained on; with several processes, process i takes every n-th
     batch (the last round is padded with batches from the start so every process steps equally)."""
     n = accelerator.num_processes
     if n > 1 and len(order) % n:
         order = order + order[: n - len(order) % n]
-    return _EpochBatches(order[done + accelerator.process_index :: n], data, collate, accelerator)
-
-
-def _epoch_record(
-    state: dict[str, Any], sums: dict[str, Any], labels: list[str], epoch: int
-) -> dict[str, Any]:
-    """Training metrics of the epoch from the forward passes already made (no extra pass over train)."""
-    train = classification_metrics(sums["labels"], sums["preds"], labels) if sums["n"] else {}
-    return {
-        "kind": "epoch", "step": state["step"], "epoch": epoch + 1,
-        "train_loss": sums["loss"] / max(sums["n"], 1),
-        "train_accuracy": train.get("accuracy"), "train_macro_f1": train.get("macro_f1"),
-        "time_s": state["train_time_s"], "tokens_per_s": sums["tokens"] / max(sums["time_s"], 1e-9),
-    }  # fmt: skip
+    return _EpochBatches(order[done + accelerator.process_index :: n], data, task, accelerator)
 
 
 def _validate(
-    model: torch.nn.Module,
-    data: Encoded,
-    labels: list[str],
-    recipe: Recipe,
-    collate: Collate,
-    accelerator: Accelerator,
-) -> tuple[dict[str, Any], np.ndarray]:
-    probs, losses = predict_probs(
-        model, data, batch_size=recipe.eval.batch_size, collate=collate, device=accelerator.device
-    )
-    metrics = classification_metrics(
-        data.labels, probs.argmax(-1).tolist(), labels, loss=float(losses.mean())
-    )
-    return metrics, losses
+    task: Task, model: torch.nn.Module, data: Encoded, recipe: Recipe, accelerator: Accelerator
+) -> Evaluation:
+    return task.evaluate(model, data, batch_size=recipe.eval.batch_size, device=accelerator.device)
+
+
+def _val_keys(validation: Evaluation) -> dict[str, Any]:
+    """val_<metric> for every scalar metric, and the standard error of the per-example losses."""
+    losses = validation.losses
+    record = {f"val_{k}": v for k, v in validation.metrics.items() if isinstance(v, float)}
+    record["val_loss_se"] = float(np.std(losses, ddof=1) / math.sqrt(len(losses))) if len(losses) > 1 else 0.0
+    return record
 
 
 def _handle_nan(

@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 
 from tunesmith.config.schema import Recipe
 from tunesmith.data.batching import LengthBucketBatcher
 from tunesmith.errors import UserError
-from tunesmith.evaluation.inference import Collate, Encoded
 from tunesmith.outputs import write_json
 from tunesmith.strategies.base import Strategy
-from tunesmith.training.loop import class_weights
+from tunesmith.tasks.base import Encoded, Task
 from tunesmith.training.optim import make_optimizer
 from tunesmith.tuning.lr_finder import LRFindResult, Method, find_lr
 
@@ -45,8 +43,8 @@ def range_test(
     recipe: Recipe,
     model: torch.nn.Module,
     strategy: Strategy,
+    task: Task,
     train_data: Encoded,
-    collate: Collate,
     accelerator: Accelerator,
     *,
     steps: int | None = None,
@@ -60,24 +58,19 @@ def range_test(
     optimizer = make_optimizer(strategy.param_groups(model, cfg), cfg)
     batcher = LengthBucketBatcher(train_data.lengths, cfg.batch_size, seed=cfg.seed, shuffle=True)
     steps = steps if steps is not None else sweep_steps(len(batcher))
-    weights = class_weights(train_data.labels, _num_classes(model)) if cfg.class_weights else None
+    task.start_training(train_data, accelerator.device)  # the run's own loss (class weights included)
     epoch = [0]
 
     def batches() -> Iterator[dict[str, torch.Tensor]]:
         order = batcher.batches(epoch[0])
         epoch[0] += 1
         for indices in order:
-            batch = collate(
-                [train_data.input_ids[i] for i in indices], [train_data.labels[i] for i in indices]
-            )
+            batch = task.collate(train_data, indices)
             yield {k: v.to(accelerator.device) for k, v in batch.items()}
 
     def loss_fn(net: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
         with accelerator.autocast():
-            logits = net(**inputs).logits.float()
-        target = weights.to(logits.device) if weights is not None else None
-        return F.cross_entropy(logits, batch["labels"], weight=target)
+            return task.step(net, batch, torch.arange(len(batch["input_ids"]))).loss
 
     try:
         return find_lr(
@@ -86,14 +79,6 @@ def range_test(
         )  # fmt: skip
     except ValueError as exc:  # bad sweep settings from the command line
         raise UserError(f"lr-find: {exc}") from exc
-
-
-def _num_classes(model: torch.nn.Module) -> int:
-    config = getattr(model, "config", None)
-    labels = getattr(config, "num_labels", None)
-    if labels is None:
-        raise UserError("lr range test: the model has no config.num_labels; set train.lr to a number")
-    return int(labels)
 
 
 def save_result(run_dir: Path, result: LRFindResult, *, used_for: str) -> Path:
@@ -121,14 +106,14 @@ def resolve_auto_lr(
     run_dir: Path,
     model: torch.nn.Module,
     strategy: Strategy,
+    task: Task,
     train_data: Encoded,
-    collate: Collate,
     accelerator: Accelerator,
 ) -> Recipe:
     """`train.lr: auto` -> the range test's suggestion (saved with its curve in RUN_DIR/lr_find.json)."""
     if recipe.train.lr != "auto":
         return recipe
-    result = range_test(recipe, model, strategy, train_data, collate, accelerator)
+    result = range_test(recipe, model, strategy, task, train_data, accelerator)
     if accelerator.is_main_process:
         save_result(run_dir, result, used_for="train.lr: auto")
     log.info(
