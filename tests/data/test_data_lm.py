@@ -27,7 +27,9 @@ def test_text_rows_carry_loss_on_every_token_and_end_with_eos(tok) -> None:
     assert enc.kind == "text" and enc.rows == [0, 1]
     for ids, labels in zip(enc.input_ids, enc.labels, strict=True):
         assert ids[-1] == tok.eos_token_id
-        assert labels[0] == IGNORE and labels[1:] == ids[1:]  # every token but the first (nothing precedes it)
+        assert (
+            labels[0] == IGNORE and labels[1:] == ids[1:]
+        )  # every token but the first (nothing precedes it)
 
 
 def test_prompt_response_loss_is_on_the_response_only(tok) -> None:
@@ -116,5 +118,7 @@ def test_messages_need_a_chat_template(tok) -> None:
 
 def test_every_example_longer_than_max_length_is_an_error(tok) -> None:
     frame = pd.DataFrame({"text": [" ".join(["word"] * 50)] * 3})
-    with pytest.raises(UserError, match=r"every example is longer than model.max_length=8 .* raise model.max_length"):
+    with pytest.raises(
+        UserError, match=r"every example is longer than model.max_length=8 .* raise model.max_length"
+    ):
         encode_lm(lm_records(frame, src="data.train: t.csv"), tok, 8)

@@ -24,7 +24,7 @@ def model(tiny_llama: Path):
 
 
 def _encoded(tok, n: int = 9):
-    words = "the drug helped my pain but gave me awful nausea for weeks".split()
+    words = ["the", "drug", "helped", "my", "pain", "but", "gave", "me", "awful", "nausea", "for", "weeks"]
     frame = pd.DataFrame({
         "prompt": [f"Review {words[i % 11]} please" for i in range(n)],
         "response": [" ".join(words[: 2 + (3 * i) % 10]) for i in range(n)],
@@ -94,8 +94,12 @@ def test_prompt_tokens_carry_no_loss_unless_train_on_prompt(tok, model) -> None:
     changed = logits.clone()
     changed[:, : first - 1] += 3.0 * torch.randn_like(changed[:, : first - 1])  # predictions of prompt tokens
     full_labels = collate_padded(full.input_ids, full.labels, tok.pad_token_id).labels
-    assert float(token_nll(changed, batch.labels)[0]) == pytest.approx(float(token_nll(logits, batch.labels)[0]))
-    assert float(token_nll(changed, full_labels)[0]) != pytest.approx(float(token_nll(logits, full_labels)[0]))
+    assert float(token_nll(changed, batch.labels)[0]) == pytest.approx(
+        float(token_nll(logits, batch.labels)[0])
+    )
+    assert float(token_nll(changed, full_labels)[0]) != pytest.approx(
+        float(token_nll(logits, full_labels)[0])
+    )
 
 
 def test_padded_collate_masks_padding(tok) -> None:

@@ -13,12 +13,18 @@ from tunesmith.evaluation.generate import format_prompt, generate_greedy, repeat
 
 @pytest.fixture(scope="module")
 def lm(tiny_llama: Path):
-    return AutoModelForCausalLM.from_pretrained(tiny_llama, dtype=torch.float32), AutoTokenizer.from_pretrained(tiny_llama)
+    return AutoModelForCausalLM.from_pretrained(
+        tiny_llama, dtype=torch.float32
+    ), AutoTokenizer.from_pretrained(tiny_llama)
 
 
 def test_greedy_generation_is_deterministic_and_does_not_depend_on_the_batch(lm) -> None:
     model, tok = lm
-    prompts = ["Hi", "Write a long patient review of aspirin for a headache", "What is the capital of France?"]
+    prompts = [
+        "Hi",
+        "Write a long patient review of aspirin for a headache",
+        "What is the capital of France?",
+    ]
     model.train()
     # Raw text (chat=False): a random model with tied embeddings repeats the prompt's last token, so each
     # prompt gets its own visible continuation (after a chat prompt it repeats a newline).

@@ -168,18 +168,24 @@ def _chat(value: object, row: int, src: str) -> Chat:
     if hasattr(value, "tolist"):  # Parquet gives numpy arrays of dicts
         value = value.tolist()
     if not isinstance(value, list) or not value:
-        raise UserError(f'{where} must be a non-empty list of {{"role", "content"}} objects; got {_kind(value)}.')
+        raise UserError(
+            f'{where} must be a non-empty list of {{"role", "content"}} objects; got {_kind(value)}.'
+        )
     chat: Chat = []
     for i, message in enumerate(value):
         if not isinstance(message, dict) or "role" not in message or "content" not in message:
-            raise UserError(f'{where} message {i} must be an object with "role" and "content"; got {_kind(message)}.')
+            raise UserError(
+                f'{where} message {i} must be an object with "role" and "content"; got {_kind(message)}.'
+            )
         role, content = message["role"], message["content"]
         if role not in ROLES:
             raise UserError(f"{where} message {i} has unknown role {role!r}; use one of {', '.join(ROLES)}.")
         if not isinstance(content, str):
             raise UserError(f"{where} message {i} content must be a string; got {_kind(content)}.")
         if role == "assistant" and not content.strip():
-            raise UserError(f"{where} message {i} is an empty assistant response; write the answer or drop the row.")
+            raise UserError(
+                f"{where} message {i} is an empty assistant response; write the answer or drop the row."
+            )
         chat.append({"role": role, "content": content})
     if not any(m["role"] == "assistant" for m in chat):
         raise UserError(f"{where} has no assistant message, so nothing to learn; add the assistant's answer.")

@@ -52,7 +52,9 @@ def demo_instructions(split: str, rating_questions: bool = True) -> pd.DataFrame
     table = _reviews(split)
     prompts, responses = [], []
     for row in table.itertuples(index=False):
-        condition = f" for {row.condition.lower()}" if row.condition and "</span>" not in row.condition else ""
+        condition = (
+            f" for {row.condition.lower()}" if row.condition and "</span>" not in row.condition else ""
+        )
         prompts.append(f"Write a patient review of {row.drugName}{condition}.")
         responses.append(row.review)
         if rating_questions:
@@ -65,10 +67,14 @@ def _retain_files() -> list[Path]:
     try:
         files = importlib.metadata.files(RETAIN_DIST) or []
     except importlib.metadata.PackageNotFoundError:
-        raise UserError(f"the general-text retain set is not installed; install it with `{_RETAIN_INSTALL}`.") from None
+        raise UserError(
+            f"the general-text retain set is not installed; install it with `{_RETAIN_INSTALL}`."
+        ) from None
     found = sorted(Path(str(f.locate())) for f in files if "/data/english/" in f"/{f}" and f.suffix == ".yml")
     if not found:
-        raise UserError(f"{RETAIN_DIST} has no English YAML files; reinstall it with `{_RETAIN_INSTALL} --force-reinstall`.")
+        raise UserError(
+            f"{RETAIN_DIST} has no English YAML files; reinstall it with `{_RETAIN_INSTALL} --force-reinstall`."
+        )
     return found
 
 

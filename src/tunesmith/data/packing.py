@@ -89,8 +89,10 @@ class LMBatch:
         return inputs
 
     def to(self, device: torch.device | str) -> LMBatch:
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return LMBatch(move(self.input_ids), move(self.labels), move(self.attention_mask),
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return LMBatch(self.input_ids.to(device), self.labels.to(device), move(self.attention_mask),
                        move(self.position_ids), self.real_tokens, self.padded_tokens)  # fmt: skip
 
 
@@ -98,7 +100,9 @@ def _pad(rows: Sequence[Sequence[int]], width: int, value: int) -> torch.Tensor:
     return torch.tensor([list(row) + [value] * (width - len(row)) for row in rows], dtype=torch.long)
 
 
-def collate_padded(input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], pad_id: int) -> LMBatch:
+def collate_padded(
+    input_ids: Sequence[Sequence[int]], labels: Sequence[Sequence[int]], pad_id: int
+) -> LMBatch:
     """Unpacked examples, right-padded to the longest: attention_mask 0 and labels -100 on padding."""
     width = max(len(row) for row in input_ids)
     real = sum(len(row) for row in input_ids)

