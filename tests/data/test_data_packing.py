@@ -107,3 +107,12 @@ def test_padded_collate_masks_padding(tok) -> None:
     assert batch.attention_mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch.labels.tolist() == [[IGNORE, 6, 7], [IGNORE, IGNORE, IGNORE]]
     assert (batch.real_tokens, batch.padded_tokens) == (4, 6)
+
+
+def test_the_installed_transformers_supports_packed_position_ids(tok) -> None:
+    from tunesmith.data.packing import packing_supported
+
+    assert packing_supported()
+    batch = collate_packed([[5, 6], [7]], [[IGNORE, 6], [IGNORE]], [[0, 1], [0]], tok.pad_token_id).to("cpu")
+    assert "attention_mask" not in batch.model_inputs() and batch.model_inputs()["use_cache"] is False
+    assert batch.position_ids.tolist() == [[0, 1], [0, 0]]  # padding starts a block of its own

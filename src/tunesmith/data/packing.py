@@ -138,3 +138,16 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     )  # fmt: skip
     correct = ((shifted_logits.argmax(-1) == targets) & valid).sum()
     return nll, valid.sum(), correct
+
+
+def packing_supported() -> bool:
+    """Whether the installed transformers separates packed sequences by their position ids.
+
+    Older releases (before masking_utils.find_packed_sequence_indices) silently let packed examples attend
+    to each other under eager / sdpa attention; `data.packing: true` must be refused there.
+    """
+    try:
+        from transformers.masking_utils import find_packed_sequence_indices  # noqa: F401
+    except ImportError:
+        return False
+    return True
