@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tunesmith.testing import make_tiny_bert
+from tunesmith.testing import make_tiny_bert, make_tiny_llama
 
 WORDS = {
     "positive": ["great", "excellent", "wonderful", "helped", "love", "amazing", "relief", "best"],
@@ -38,6 +38,12 @@ def write_tsv(path: Path, rows: list[tuple[str, str, str]]) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random Llama (hidden 32, 2 layers) with the SmolLM2 tokenizer (chat template included)."""
+    return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture()

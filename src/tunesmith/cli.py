@@ -147,11 +147,17 @@ def config_show(recipe: Path = RecipeArg, overrides: list[str] = OverridesArg) -
 @user_errors
 def export_demo(
     out_dir: Path = typer.Argument(Path("data"), help="where to write train.tsv and test.tsv"),
+    task: str = typer.Option("text-classification", "--task", help="text-classification | causal-lm"),
 ) -> None:
-    """Write the packaged drug-review data as TSV files (for examples/minimal.yaml)."""
+    """Write the packaged drug-review data (for examples/minimal.yaml); --task causal-lm writes the
+    review corpus, instructions built from the reviews and a general-text retain set as JSON Lines."""
     from tunesmith.data.demo import export_demo_data
+    from tunesmith.data.lm_demo import export_lm_demo_data
 
-    for name, path in export_demo_data(out_dir).items():
+    exporters = {"text-classification": export_demo_data, "causal-lm": export_lm_demo_data}
+    if task not in exporters:
+        raise UserError(f"--task: unknown task '{task}'; use one of {', '.join(exporters)}.")
+    for name, path in exporters[task](out_dir).items():
         console.print(f"{name}: {path}")
 
 

@@ -24,3 +24,28 @@ def make_tiny_bert(
     BertModel(config).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def make_tiny_llama(
+    out_dir: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0
+) -> Path:
+    """Save a random Llama (with the SmolLM2 tokenizer and its chat template) as a local causal-LM directory.
+
+    The tokenizer comes from the model cache: the first use on a machine reads it from the SmolLM2 GGUF
+    (about 10 s, once); later uses read the cached tokenizer files in well under a second.
+    """
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tunesmith.models.gguf_cache import cached_tokenizer_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(cached_tokenizer_dir("smollm2"))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        num_key_value_heads=heads, intermediate_size=hidden * 2, max_position_embeddings=512,
+        tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    return out_dir
