@@ -103,22 +103,17 @@ def demo_command(
 
 def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: bool) -> None:
     from tunesmith.run import run
+    from tunesmith.tasks.registry import TASKS
 
     result = run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
     m = result.metrics
+    columns = TASKS[recipe.task].summary_columns
     table = Table(title=f"{recipe.output.name}: best epoch {m['best_epoch']} of {m['epochs_run']}")
-    for column in ("split", "accuracy", "macro-F1", "weighted-F1", "loss"):
+    for column in ("split", *(title for _, title in columns)):
         table.add_column(column)
     for split in ("validation", "test"):
         if m.get(split):
-            s = m[split]
-            table.add_row(
-                split,
-                f"{s['accuracy']:.4f}",
-                f"{s['macro_f1']:.4f}",
-                f"{s['weighted_f1']:.4f}",
-                f"{s['loss']:.4f}",
-            )
+            table.add_row(split, *(f"{m[split][key]:.4f}" for key, _ in columns))
     console.print(table)
     console.print(
         f"trainable parameters: {m['trainable_params']:,} of {m['total_params']:,} ({m['trainable_pct']:.2f}%)"

@@ -122,6 +122,7 @@ def run(
         write_json(run_dir / "audit.json", audit.to_dict())
 
     # ---- model, strategy, optimizer ----
+    task.on_start(model)  # the starting model, measured before any step (a resume loads weights in train())
     model = strategy.prepare(model)
     trainable, total = count_parameters(model)
     log.info(
@@ -183,6 +184,7 @@ def run(
                 if retain is not None:
                     metrics["forgetting"], found = forgetting.finish(retain, unwrapped)
                     findings += found
+                metrics |= task.finish(run_dir, unwrapped)
             write_json(run_dir / "metrics.json", metrics)
             task.save(run_dir, unwrapped, metrics)
             findings = diagnose(run_dir) + findings

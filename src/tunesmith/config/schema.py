@@ -50,6 +50,19 @@ class DataConfig(Section):
     augment: AugmentConfig | None = Field(
         None, description="label-preserving word deletion / swap copies of training rows; null: none"
     )
+    # task: causal-lm (a text column, prompt + response columns, or a messages column)
+    prompt: str | None = Field(None, description="causal-lm: column holding the prompt (with data.response)")
+    response: str | None = Field(None, description="causal-lm: column holding the response to learn")
+    messages: str | None = Field(
+        None, description="causal-lm: column holding a chat: a list of {role, content}"
+    )
+    train_on_prompt: bool = Field(
+        False, description="causal-lm: loss on prompt / user tokens too (default: responses only)"
+    )
+    packing: bool = Field(
+        False,
+        description="causal-lm: pack examples into model.max_length windows (no attention across examples)",
+    )
 
 
 class AugmentConfig(Section):
@@ -132,8 +145,12 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    metric: Literal["macro_f1", "accuracy", "weighted_f1", "loss"] = Field(
-        "macro_f1", description="metric that picks the best epoch and drives early stopping"
+    metric: Literal["macro_f1", "accuracy", "weighted_f1", "loss", "perplexity", "token_accuracy"] = Field(
+        "macro_f1",
+        description="metric that picks the best epoch and drives early stopping (causal-lm: perplexity)",
+    )
+    samples: int = Field(
+        4, ge=0, description="causal-lm: validation prompts generated with the start and the tuned model"
     )
     batch_size: PositiveInt = 64
     on_start: bool = Field(
@@ -326,7 +343,7 @@ class TuneConfig(Section):
 
 
 class Recipe(Section):
-    task: Literal["text-classification"] = "text-classification"
+    task: Literal["text-classification", "causal-lm"] = "text-classification"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -344,6 +361,16 @@ class Recipe(Section):
         description="tunesmith tune: dotted recipe key -> {type, low, high, log | choices}",
     )
     tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @model_validator(mode="after")
+    def _task_defaults(self) -> Recipe:
+        # A causal LM is judged by perplexity and tuned with LoRA unless the recipe says otherwise.
+        if self.task == "causal-lm":
+            if "metric" not in self.eval.model_fields_set:
+                self.eval.metric = "perplexity"
+            if "name" not in self.strategy.model_fields_set:
+                self.strategy.name = "lora"
+        return self
 
     @model_validator(mode="before")
     @classmethod

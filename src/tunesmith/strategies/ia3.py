@@ -8,7 +8,7 @@ from pydantic import Field
 
 from tunesmith.errors import UserError
 from tunesmith.strategies.options import Options
-from tunesmith.strategies.peft_methods import TASK, PeftStrategy, check_targets, detect_ia3_targets
+from tunesmith.strategies.peft_methods import PeftStrategy, check_targets, detect_ia3_targets, task_type
 
 
 class IA3Options(Options):
@@ -37,5 +37,5 @@ class IA3Strategy(PeftStrategy):
             raise UserError(f"strategy.feedforward_modules: {', '.join(stray)} must also be in strategy.target_modules "
                             f"({', '.join(targets)}).")  # fmt: skip
         fan_in_fan_out = any(t.rsplit(".", 1)[-1] in {"c_attn", "c_proj", "c_fc"} for t in targets)
-        return IA3Config(task_type=TASK, target_modules=targets, feedforward_modules=feedforward,
+        return IA3Config(task_type=task_type(model), target_modules=targets, feedforward_modules=feedforward,
                          fan_in_fan_out=fan_in_fan_out)  # fmt: skip

@@ -7,7 +7,7 @@ from peft import LoraConfig, PeftConfig
 from pydantic import Field
 
 from tunesmith.strategies.options import Options
-from tunesmith.strategies.peft_methods import TASK, PeftStrategy, check_targets, detect_lora_targets
+from tunesmith.strategies.peft_methods import PeftStrategy, check_targets, detect_lora_targets, task_type
 
 
 class LoraOptions(Options):
@@ -28,7 +28,7 @@ class LoraStrategy(PeftStrategy):
         check_targets(model, targets)
         fan_in_fan_out = any(t in {"c_attn", "c_proj", "c_fc"} for t in targets)  # GPT-2's Conv1D layers
         return LoraConfig(
-            task_type=TASK, r=o.r, lora_alpha=o.alpha,  # type: ignore[arg-type]  # PEFT accepts a float alpha
+            task_type=task_type(model), r=o.r, lora_alpha=o.alpha,  # type: ignore[arg-type]  # PEFT accepts a float alpha
             lora_dropout=o.dropout, target_modules=targets,
             fan_in_fan_out=fan_in_fan_out,
         )  # fmt: skip

@@ -22,6 +22,13 @@ from tunesmith.strategies.base import Strategy
 from tunesmith.strategies.options import Options, parse_options
 
 TASK = TaskType.SEQ_CLS
+
+
+def task_type(model: torch.nn.Module) -> TaskType:
+    """CAUSAL_LM for a language model (PEFT then generates and merges it as one), else SEQ_CLS."""
+    return TaskType.CAUSAL_LM if type(model).__name__.endswith("ForCausalLM") else TASK
+
+
 # Attention projections by family, for models PEFT has no table entry for: BERT-like, GPT-2-like, Llama-like,
 # DistilBERT-like, fused-QKV (MPT, Phi, Falcon).
 ATTENTION_GUESSES = (

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from peft import PeftConfig, PromptTuningConfig, PromptTuningInit
 from pydantic import Field
 
 from tunesmith.strategies.options import Options
-from tunesmith.strategies.peft_methods import TASK, PeftStrategy
+from tunesmith.strategies.peft_methods import PeftStrategy, task_type
 
 
 class PromptTuningOptions(Options):
@@ -28,9 +28,11 @@ class PromptTuningStrategy(PeftStrategy):
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         o: PromptTuningOptions = self.options
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, Any] = {}
         if o.init == "text":
             name = getattr(model.config, "_name_or_path", None) or getattr(model, "name_or_path", None)
             kwargs = {"prompt_tuning_init": PromptTuningInit.TEXT, "prompt_tuning_init_text": o.init_text,
                       "tokenizer_name_or_path": name}  # fmt: skip
-        return PromptTuningConfig(task_type=TASK, num_virtual_tokens=o.num_virtual_tokens, **kwargs)  # type: ignore[arg-type]
+        return PromptTuningConfig(
+            task_type=task_type(model), num_virtual_tokens=o.num_virtual_tokens, **kwargs
+        )

@@ -120,7 +120,14 @@ class Task:
         """The batch of examples `indices` of `data`, as CPU tensors (what the model's forward takes)."""
         return self.collate_fn([data.input_ids[i] for i in indices], [data.labels[i] for i in indices])
 
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        """Real (unpadded) tokens of a collated CPU batch: what tokens/s counts."""
+        return int(batch["attention_mask"].sum())
+
     # ---- training ----
+    def on_start(self, model: torch.nn.Module) -> None:
+        """Measure the starting model (before training, and before a resume loads a checkpoint)."""
+
     def start_training(self, train: Encoded, device: torch.device) -> None:
         """Called once before the first step (e.g. loss weights from the training split)."""
 
@@ -149,6 +156,10 @@ class Task:
 
     def write_predictions(self, run_dir: Path, split: Split, evaluation: Evaluation) -> None:
         """Per-example records of a final evaluation (RUN_DIR/predictions/<split>.jsonl)."""
+
+    def finish(self, run_dir: Path, model: torch.nn.Module) -> dict[str, Any]:
+        """Task-specific end-of-run outputs (main process, best weights loaded); keys merged into metrics."""
+        return {}
 
     def save(self, run_dir: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> Path:
         raise NotImplementedError

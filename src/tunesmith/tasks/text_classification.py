@@ -67,6 +67,15 @@ class TextClassification(Task):
             raise UserError(
                 f"eval.metric: {metric} is not a {self.name} metric; use one of {', '.join(self.metrics)}."
             )
+        data = self.recipe.data
+        for key in ("prompt", "response", "messages"):
+            if getattr(data, key) is not None:
+                raise UserError(f"data.{key}: a causal-lm column, not read by task: text-classification; "
+                                "remove it, or set task: causal-lm.")  # fmt: skip
+        for key in ("train_on_prompt", "packing"):
+            if getattr(data, key):
+                raise UserError(f"data.{key}: a causal-lm setting, not used by task: text-classification; "
+                                "remove it, or set task: causal-lm.")  # fmt: skip
 
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
         return prepare_data(self.recipe.data)

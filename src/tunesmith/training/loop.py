@@ -21,7 +21,7 @@ import torch
 from accelerate import Accelerator
 
 from tunesmith.config.schema import Recipe
-from tunesmith.data.batching import LengthBucketBatcher, count_tokens
+from tunesmith.data.batching import LengthBucketBatcher
 from tunesmith.tasks.base import Encoded, Evaluation, Task
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training.callbacks.base import Callback, TrainContext
@@ -328,7 +328,7 @@ class _EpochBatches:
     def __iter__(self) -> Any:
         for indices in self.order:
             batch = self.task.collate(self.data, indices)
-            tokens = count_tokens(batch)
+            tokens = self.task.count_tokens(batch)
             index = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)
             yield index, tokens, {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 

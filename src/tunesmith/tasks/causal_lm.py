@@ -1,0 +1,347 @@
+"""`task: causal-lm`: continued pre-training on domain text, prompt/response and chat tuning of a causal LM.
+
+Data shapes and the loss mask are tunesmith.data.lm's (the tokenizer's chat template; loss on responses
+only unless data.train_on_prompt); packing is tunesmith.data.packing's (exact: no attention across
+examples). The loss is the token mean of the next-token NLL over the tokens that carry loss; perplexity is
+exp of it, next-token accuracy the share of those tokens predicted right. Validation and test are always
+scored unpacked, one example per row, so each example has its own loss (the monitor's paired noise).
+Generations of a few validation prompts by the starting and the tuned model go to
+RUN_DIR/evaluation/generations.jsonl.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+
+from tunesmith.data.batching import LengthBucketBatcher
+from tunesmith.data.lm import IGNORE, LMRecords, encode_lm, has_chat_template, lm_records, read_lm_file
+from tunesmith.data.packing import collate_packed, collate_padded, pack
+from tunesmith.data.types import DataBundle, Split, Table
+from tunesmith.errors import UserError
+from tunesmith.evaluation.generate import generate_greedy, repeated_ngram_share
+from tunesmith.export import save_weights
+from tunesmith.fileio import write_text_atomic
+from tunesmith.tasks.base import Encoded, Evaluation, LoadedModel, StepOutput, Task
+
+GENERATIONS_FILE = "generations.jsonl"
+EVAL_BATCH_CAP = 8  # a batch's logits are batch x length x vocabulary (49,152 for SmolLM2) floats
+MAX_NEW_TOKENS = 48
+# Recipe keys that only mean something for classification: (dotted key, is it set?)
+CLASSIFICATION_ONLY = (
+    ("train.class_weights", lambda r: r.train.class_weights),
+    ("data.balance", lambda r: r.data.balance is not None),
+    ("data.augment", lambda r: r.data.augment is not None),
+    ("data.label", lambda r: "label" in r.data.model_fields_set),
+    ("data.group", lambda r: r.data.group is not None),
+    ("eval.cv", lambda r: r.eval.cv is not None),
+    ("forgetting.label", lambda r: r.forgetting.label is not None),
+)
+
+
+@dataclass
+class LMSplit(Split):
+    """A causal-LM split: the validated records; `texts` holds a readable rendering of each."""
+
+    records: LMRecords | None = None
+
+
+class CausalLM(Task):
+    name = "causal-lm"
+    metrics: ClassVar[dict[str, bool]] = {"perplexity": False, "loss": False, "token_accuracy": True}
+    default_metric = "perplexity"
+    summary_columns = (("perplexity", "perplexity"), ("token_accuracy", "next-token acc."), ("loss", "loss"))
+
+    def __init__(self, recipe: Any) -> None:
+        super().__init__(recipe)
+        self.start_generations: list[str] = []
+        self.prompts: list[tuple[str, str]] = []  # (prompt, reference) of the generation samples
+        self.chat_prompts = False  # prompt/response and chat data: prompts go through the chat template
+
+    def check_recipe(self) -> None:
+        r = self.recipe
+        if r.eval.metric not in self.metrics:
+            raise UserError(f"eval.metric: {r.eval.metric} is not a causal-lm metric; use one of "
+                            f"{', '.join(self.metrics)} (perplexity is the default).")  # fmt: skip
+        for key, is_set in CLASSIFICATION_ONLY:
+            if is_set(r):
+                raise UserError(
+                    f"{key}: a text-classification setting, not used by task: causal-lm; remove it."
+                )
+        if r.strategy.name == "frozen":
+            raise UserError(
+                "strategy.name: frozen trains only a classification head, and a causal LM has none to train "
+                "on its own; use lora (the default for causal-lm), ia3, prompt-tuning or full."
+            )
+        if r.forgetting.retain is not None or r.forgetting.method != "none":
+            raise UserError(
+                "forgetting: retain-set control is not available for task: causal-lm yet; remove the "
+                "forgetting section (the starting model's generations are kept in evaluation/generations.jsonl)."
+            )
+
+    # ---- data ----
+    def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
+        cfg = self.recipe.data
+        paths = {"train": cfg.train, "validation": cfg.validation, "test": cfg.test}
+        frames = {name: self._read(name, path) for name, path in paths.items() if path is not None}
+        notes: dict[str, object] = {}
+        train = frames["train"]
+        if "validation" in frames:
+            val = frames["validation"]
+            notes |= {"validation_source": "file", "validation_note": f"from {cfg.validation}"}
+        else:
+            if len(train) < 4:
+                raise UserError(f"data.train: {cfg.train} has {len(train)} rows; a language model needs at "
+                                "least 4 to hold some out for validation (or set data.validation).")  # fmt: skip
+            train_idx, val_idx = train_test_split(
+                np.arange(len(train)), test_size=cfg.validation_split, random_state=cfg.seed % 2**32
+            )
+            train, val = train.iloc[np.sort(train_idx)], train.iloc[np.sort(val_idx)]
+            notes |= {"validation_source": "train split", "validation_note": (
+                f"a random {cfg.validation_split:.0%} of train held out (seed {cfg.seed}): {len(val)} rows")}  # fmt: skip
+        bundle = DataBundle(
+            labels=[],
+            train=self._split("train", train, cfg.train),
+            validation=self._split("validation", val, cfg.validation or "train (held out)"),
+            test=self._split("test", frames["test"], str(cfg.test)) if "test" in frames else None,
+            notes=notes,
+        )
+        return {}, bundle
+
+    def _read(self, name: str, path: str) -> pd.DataFrame:
+        """The file with the recipe's columns renamed to what tunesmith.data.lm reads (text, prompt,
+        response, messages); without a mapping, a messages or prompt/response column is used as it is."""
+        cfg = self.recipe.data
+        frame = read_lm_file(path, name)
+        columns = [str(c) for c in frame.columns]
+        mapping = {getattr(cfg, k): k for k in ("messages", "prompt", "response") if getattr(cfg, k)}
+        if not mapping:
+            present = [k for k in ("messages", "prompt", "response") if k in columns]
+            mapping = {k: k for k in present} if present else {cfg.text: "text"}
+        for column, key in mapping.items():
+            if column not in columns:
+                field = key if getattr(cfg, key, None) else "text"
+                raise UserError(f"data.{field}: {path} has no column '{column}' (columns: {', '.join(columns)}); "
+                                f"set data.{field} to the column that holds the {key}.")  # fmt: skip
+        return frame[list(mapping)].rename(columns=mapping).assign(_row=range(len(frame)))
+
+    def _split(self, name: str, frame: pd.DataFrame, source: str) -> LMSplit:
+        records = lm_records(frame.drop(columns="_row").reset_index(drop=True), src=f"data.{name}: {source}")
+        rows = [int(r) for r in frame["_row"]]
+        records.rows = rows
+        texts = [item if isinstance(item, str) else _render(item) for item in records.items]
+        return LMSplit(name, texts, [], None, rows, source, records=records)
+
+    # ---- model ----
+    def load_model(self, bundle: DataBundle) -> LoadedModel:
+        from transformers import AutoModelForCausalLM
+
+        from tunesmith.models.gguf_cache import resolve_causal_lm_dir
+        from tunesmith.models.loader import load_tokenizer
+
+        model_dir = resolve_causal_lm_dir(self.recipe.model.name)
+        tokenizer = load_tokenizer(model_dir)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                model_dir, use_safetensors=True, trust_remote_code=False
+            )
+        except (OSError, ValueError) as exc:
+            raise UserError(f"model.name: cannot load {model_dir} as a causal LM ({exc}).") from exc
+        self.tokenizer = tokenizer
+        pad = int(tokenizer.pad_token_id)
+        self.collate_fn = lambda ids, labels: _padded(ids, labels, pad)
+        self._samples(bundle.validation)
+        return LoadedModel(model, tokenizer, model_dir)
+
+    def _samples(self, split: Split) -> None:
+        """The generation samples: the first eval.samples validation prompts, with their references."""
+        records = getattr(split, "records", None)
+        if records is None:
+            return
+        self.chat_prompts = records.kind != "text" and has_chat_template(self.tokenizer)
+        for item in records.items[: self.recipe.eval.samples]:
+            if isinstance(item, str):  # plain text: continue its first words
+                words = item.split()
+                cut = max(1, min(len(words) // 2, 12))
+                self.prompts.append((" ".join(words[:cut]), " ".join(words[cut:])))
+            else:
+                last = max(i for i, m in enumerate(item) if m["role"] == "assistant")
+                user = [m for m in item[:last] if m["role"] == "user"]
+                self.prompts.append((user[-1]["content"] if user else "", item[last]["content"]))
+
+    def encode(self, split: Split) -> Encoded:
+        records = getattr(split, "records", None)
+        assert records is not None, "causal-lm splits come from CausalLM.prepare_data"
+        cfg = self.recipe
+        encoded = encode_lm(
+            records, self.tokenizer, cfg.model.max_length, train_on_prompt=cfg.data.train_on_prompt
+        )
+        if split.name == "train" and cfg.data.packing:
+            packed = pack(encoded, cfg.model.max_length, seed=cfg.data.seed)
+            return Encoded(packed.input_ids, packed.labels, {"position_ids": packed.position_ids})
+        return Encoded(encoded.input_ids, encoded.labels)
+
+    def collate(self, data: Encoded, indices: list[int]) -> dict[str, torch.Tensor]:
+        if "position_ids" not in data.extra:
+            return super().collate(data, indices)
+        batch = collate_packed(
+            [data.input_ids[i] for i in indices], [data.labels[i] for i in indices],
+            [data.extra["position_ids"][i] for i in indices], int(self.tokenizer.pad_token_id),
+        )  # fmt: skip
+        assert batch.position_ids is not None
+        return {"input_ids": batch.input_ids, "labels": batch.labels, "position_ids": batch.position_ids,
+                "real_tokens": torch.tensor(batch.real_tokens)}  # fmt: skip
+
+    def count_tokens(self, batch: dict[str, torch.Tensor]) -> int:
+        if "real_tokens" in batch:
+            return int(batch["real_tokens"])
+        return super().count_tokens(batch)
+
+    # ---- training ----
+    def new_sums(self, n_train: int, device: torch.device) -> dict[str, torch.Tensor]:
+        return {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("nll", "count", "correct")}
+
+    def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: torch.Tensor) -> StepOutput:
+        labels = batch["labels"]
+        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
+        logits = model(**inputs, use_cache=False).logits
+        nll, count, correct = _token_nll(logits, labels)
+        loss = nll.sum() / count.sum().clamp_min(1)
+        return StepOutput(loss, {"nll": nll.detach().sum(), "count": count.sum(), "correct": correct.sum()})
+
+    def accumulate(self, sums: dict[str, torch.Tensor], out: StepOutput, keep: torch.Tensor) -> None:
+        for key in ("nll", "count", "correct"):
+            sums[key] += torch.where(keep, out.stats[key].double(), 0.0)
+
+    def train_metrics(self, sums: dict[str, torch.Tensor]) -> dict[str, Any]:
+        nll, count, correct = (float(sums[k].item()) for k in ("nll", "count", "correct"))
+        loss = nll / max(count, 1.0)
+        return {
+            "train_loss": loss,
+            "train_perplexity": _exp(loss),
+            "train_token_accuracy": correct / max(count, 1.0),
+        }
+
+    # ---- evaluation and outputs ----
+    @torch.inference_mode()
+    def evaluate(
+        self, model: torch.nn.Module, data: Encoded, *, batch_size: int, device: torch.device
+    ) -> Evaluation:
+        was_training = model.training
+        model.eval()
+        size = min(batch_size, EVAL_BATCH_CAP)
+        nll = np.zeros(len(data))
+        count = np.zeros(len(data))
+        correct = np.zeros(len(data))
+        for indices in LengthBucketBatcher(data.lengths, size, seed=0, shuffle=False).batches(0):
+            batch = {k: v.to(device) for k, v in self.collate(data, indices).items()}
+            inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+            per_nll, per_count, per_correct = _token_nll(
+                model(**inputs, use_cache=False).logits, batch["labels"]
+            )
+            nll[indices], count[indices], correct[indices] = (
+                t.double().cpu().numpy() for t in (per_nll, per_count, per_correct)
+            )
+        model.train(was_training)
+        loss = float(nll.sum() / max(count.sum(), 1.0))
+        metrics = {"loss": loss, "perplexity": _exp(loss), "token_accuracy": float(correct.sum() / max(count.sum(), 1.0)),
+                   "examples": len(data), "loss_tokens": int(count.sum())}  # fmt: skip
+        return Evaluation(metrics, nll / np.maximum(count, 1.0), None)
+
+    def on_start(self, model: torch.nn.Module) -> None:
+        """Generations of the starting model, before any training (and before a resume loads weights)."""
+        self.start_generations = self._generate(model)
+
+    def finish(self, run_dir: Path, model: torch.nn.Module) -> dict[str, Any]:
+        """evaluation/generations.jsonl: prompt, reference, start and tuned generations; their summary."""
+        tuned = self._generate(model)
+        lines = [
+            json.dumps({"prompt": p, "reference": ref, "start": s, "tuned": t,
+                        "repeated_trigrams": round(repeated_ngram_share(t), 4)}, ensure_ascii=False)
+            for (p, ref), s, t in zip(self.prompts, self.start_generations or [""] * len(tuned), tuned, strict=True)
+        ]  # fmt: skip
+        write_text_atomic(run_dir / "evaluation" / GENERATIONS_FILE, "\n".join(lines) + "\n" if lines else "")
+        shares = [repeated_ngram_share(t) for t in tuned]
+        return {"generations": {"samples": len(tuned), "file": f"evaluation/{GENERATIONS_FILE}",
+                                "mean_repeated_trigrams": float(np.mean(shares)) if shares else None}}  # fmt: skip
+
+    def _generate(self, model: torch.nn.Module) -> list[str]:
+        if not self.prompts:
+            return []
+        prompts = [p for p, _ in self.prompts]
+        return generate_greedy(
+            model, self.tokenizer, prompts, max_new_tokens=MAX_NEW_TOKENS, chat=self.chat_prompts
+        )
+
+    def save(self, run_dir: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> Path:
+        """model/: the weights (an adapter for PEFT strategies), the tokenizer and a model card, atomically."""
+        final, tmp = run_dir / "model", run_dir / ".model.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_weights(model, tmp)
+        self.tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(_card(self.recipe, metrics))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return final
+
+    def headline(self, metrics: dict[str, Any]) -> str:
+        return f"perplexity {metrics['perplexity']:.2f}  next-token accuracy {metrics['token_accuracy']:.3f}"
+
+
+def _padded(ids: list[list[int]], labels: list[Any], pad: int) -> dict[str, torch.Tensor]:
+    batch = collate_padded(ids, labels, pad)
+    assert batch.attention_mask is not None
+    return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "labels": batch.labels}
+
+
+def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-row summed next-token NLL, loss-token count and correct predictions (labels -100: no loss)."""
+    shifted, targets = logits[:, :-1, :].float(), labels[:, 1:]
+    valid = targets != IGNORE
+    nll = F.cross_entropy(shifted.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
+    correct = (shifted.argmax(-1) == targets) & valid
+    return nll.sum(1), valid.sum(1), correct.sum(1)
+
+
+def _exp(loss: float) -> float:
+    return math.exp(loss) if loss < 700 else float("inf")
+
+
+def _render(chat: list[dict[str, str]]) -> str:
+    return "\n".join(f"{m['role']}: {m['content']}" for m in chat)
+
+
+def _card(recipe: Any, metrics: dict[str, Any]) -> str:
+    rows = "\n".join(
+        f"| {s} | {metrics[s]['perplexity']:.3f} | {metrics[s]['token_accuracy']:.4f} |"
+        for s in ("validation", "test") if metrics.get(s)
+    )  # fmt: skip
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [tunesmith, causal-lm]
+---
+# {recipe.output.name}
+
+Fine-tuned by tunesmith from `{recipe.model.name}` with strategy `{recipe.strategy.name}` for
+{metrics["epochs_run"]} epochs (best epoch {metrics["best_epoch"]}, chosen on validation {recipe.eval.metric}).
+
+| split | perplexity | next-token accuracy |
+|---|---|---|
+{rows}
+
+`tunesmith generate RUN_DIR "prompt"` generates with it; the full recipe is in the run's `config.yaml`.
+"""
