@@ -184,6 +184,26 @@ def predict_command(
     console.print(table)
 
 
+@app.command("generate")
+@user_errors
+def generate_command(
+    run_dir: Path = typer.Argument(..., help="a finished causal-lm run directory"),
+    prompts: list[str] = typer.Argument(..., help="prompts to continue or answer"),
+    chat: bool | None = typer.Option(
+        None, "--chat/--no-chat", help="format with the chat template (default: when the tokenizer has one)"
+    ),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, max=4096, help="tokens to generate"),
+) -> None:
+    """Greedy generations of a fine-tuned language model (deterministic)."""
+    from tunesmith.predict import generate
+
+    for prompt, text in zip(
+        prompts, generate(run_dir, prompts, chat=chat, max_new_tokens=max_new_tokens), strict=True
+    ):
+        console.print(f"[bold]{prompt}[/]", highlight=False)
+        console.print(text, markup=False, highlight=False)
+
+
 @app.command("strategies")
 @user_errors
 def strategies_command() -> None:

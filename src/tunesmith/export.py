@@ -68,19 +68,35 @@ def _base_name(model_dir: Path, run_dir: Path | None, config: dict[str, object])
     return str(base)
 
 
+def run_task(model_dir: Path, run_dir: Path | None = None) -> str:
+    """The task the run trained (its config.yaml), text-classification for a bare model directory."""
+    for recipe in ([run_dir / "config.yaml"] if run_dir else []) + [model_dir.parent / "config.yaml"]:
+        if recipe.is_file():
+            return str((yaml.safe_load(recipe.read_text()) or {}).get("task", "text-classification"))
+    return "text-classification"
+
+
 def load_trained(model_dir: Path, run_dir: Path | None = None) -> torch.nn.Module:
-    """The trained classifier in eval mode, whatever the strategy (adapters on top of their base model)."""
-    from transformers import AutoModelForSequenceClassification
+    """The trained model in eval mode, whatever the task and strategy (adapters on their base model)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from tunesmith.models.loader import load_classifier
-
+    causal = run_task(model_dir, run_dir) == "causal-lm"
     if not is_adapter_dir(model_dir):
-        model = AutoModelForSequenceClassification.from_pretrained(
-            model_dir, use_safetensors=True, trust_remote_code=False
-        )
-        return model.eval()
+        auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
+        return auto.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
     config = json.loads((model_dir / "adapter_config.json").read_text())
-    base, _, _ = load_classifier(_base_name(model_dir, run_dir, config), _labels(model_dir), seed=0)
+    name = _base_name(model_dir, run_dir, config)
+    base: torch.nn.Module
+    if causal:
+        from tunesmith.models.gguf_cache import resolve_causal_lm_dir
+
+        base = AutoModelForCausalLM.from_pretrained(
+            resolve_causal_lm_dir(name), use_safetensors=True, trust_remote_code=False
+        )
+    else:
+        from tunesmith.models.loader import load_classifier
+
+        base, _, _ = load_classifier(name, _labels(model_dir), seed=0)
     if config.get("adapter_type") == bottleneck.ADAPTER_TYPE:
         return bottleneck.load_adapter(base, model_dir).eval()
     from peft import PeftModel

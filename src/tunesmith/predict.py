@@ -9,7 +9,7 @@ import torch
 import yaml
 
 from tunesmith.errors import UserError
-from tunesmith.export import is_adapter_dir, load_trained
+from tunesmith.export import is_adapter_dir, load_trained, run_task
 from tunesmith.models.loader import load_tokenizer
 
 
@@ -57,6 +57,10 @@ def predict(path: Path, texts: list[str], batch_size: int = 32) -> list[dict[str
     if not texts:
         raise UserError("predict: no texts given; pass texts as arguments or --file F (one text per line).")
     model_dir = find_model_dir(path)
+    if run_task(model_dir, path if path != model_dir else None) == "causal-lm":
+        raise UserError(
+            f"{path}: predict classifies texts and this is a causal-lm run; use `tunesmith generate`."
+        )
     tokenizer = load_tokenizer(model_dir)
     model = load_trained(model_dir, path if path != model_dir else None)
     id2label: dict[int, str] = model.config.id2label  # type: ignore[union-attr,assignment]
@@ -70,3 +74,22 @@ def predict(path: Path, texts: list[str], batch_size: int = 32) -> list[dict[str
             ranked = sorted(((id2label[i], p) for i, p in enumerate(row)), key=lambda item: -item[1])
             results.append({"text": text, "label": ranked[0][0], "probs": dict(ranked)})
     return results
+
+
+def generate(
+    path: Path, prompts: list[str], *, chat: bool | None = None, max_new_tokens: int = 64
+) -> list[str]:
+    """Greedy generations of a causal-lm run's model (adapters loaded on their base model)."""
+    from tunesmith.data.lm import has_chat_template
+    from tunesmith.evaluation.generate import generate_greedy
+
+    model_dir = find_model_dir(path)
+    run_dir = path if path != model_dir else None
+    if run_task(model_dir, run_dir) != "causal-lm":
+        raise UserError(f"{path}: generate needs a causal-lm run; this one is text classification "
+                        "(use `tunesmith predict`).")  # fmt: skip
+    tokenizer = load_tokenizer(model_dir)
+    if chat and not has_chat_template(tokenizer):
+        raise UserError(f"--chat: the tokenizer in {model_dir} has no chat template; drop --chat.")
+    model = load_trained(model_dir, run_dir)
+    return generate_greedy(model, tokenizer, prompts, max_new_tokens=max_new_tokens, chat=chat)

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.errors import UserError
+from tunesmith.export import load_trained
 from tunesmith.run import run
 from tunesmith.tasks.registry import make_task
 
@@ -85,6 +87,24 @@ def test_text_run_learns_and_writes_lm_outputs(lm_recipe: dict[str, Any]) -> Non
     assert (result.run_dir / "model/adapter_config.json").is_file()  # lora: the adapter alone
     assert json.loads((result.run_dir / "model/adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
     assert (result.run_dir / "report.html").is_file()
+
+    # generate: deterministic; export --merge: a plain model that reproduces the adapter's logits
+    runner = CliRunner()
+    outputs = [runner.invoke(app, ["generate", str(result.run_dir), "the patient", "--max-new-tokens", "8"])
+               for _ in range(2)]  # fmt: skip
+    assert outputs[0].exit_code == 0, outputs[0].output
+    assert outputs[0].output == outputs[1].output and "the patient" in outputs[0].output
+    merged_dir = result.run_dir.parent / "merged"
+    exported = runner.invoke(app, ["export", str(result.run_dir), "--merge", "--out", str(merged_dir)])
+    assert exported.exit_code == 0, exported.output
+    assert not (merged_dir / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
+    adapter = load_trained(result.run_dir / "model", result.run_dir)
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    with torch.no_grad():
+        assert torch.allclose(merged(ids).logits, adapter(input_ids=ids).logits, atol=1e-4)
+    wrong = runner.invoke(app, ["predict", str(result.run_dir), "some text"])
+    assert wrong.exit_code == 2 and "tunesmith generate" in wrong.output
 
 
 def test_packed_and_chat_data_train(lm_recipe: dict[str, Any], tmp_path: Path) -> None:
