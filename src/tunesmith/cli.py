@@ -90,14 +90,21 @@ def run_command(
 @user_errors
 def demo_command(
     overrides: list[str] = OverridesArg,
+    task: str = typer.Option(
+        "text-classification", "--task", help="text-classification (MiniLM) | causal-lm (SmolLM2 + LoRA)"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
-    """Fine-tune the packaged MiniLM on the packaged drug-review data (the embedded default)."""
+    """Fine-tune the packaged MiniLM on the packaged drug-review data (the embedded default);
+    `--task causal-lm` adapts the packaged SmolLM2 to the reviews with LoRA."""
     from tunesmith.config.loader import apply_overrides, recipe_from_dict
-    from tunesmith.demo import DEMO_RECIPE
+    from tunesmith.demo import DEMO_RECIPE, lm_demo_recipe
 
     setup_logging(quiet)
-    recipe = recipe_from_dict(apply_overrides(DEMO_RECIPE, overrides or []), "demo recipe")
+    if task not in ("text-classification", "causal-lm"):
+        raise UserError(f"--task: '{task}' has no demo; use text-classification or causal-lm.")
+    base = DEMO_RECIPE if task == "text-classification" else lm_demo_recipe(Path("runs") / ".demo-lm-data")
+    recipe = recipe_from_dict(apply_overrides(base, overrides or []), "demo recipe")
     _run_and_summarise(recipe, resume=False, overwrite=True, quiet=quiet)
 
 
@@ -115,6 +122,7 @@ def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: boo
         if m.get(split):
             table.add_row(split, *(f"{m[split][key]:.4f}" for key, _ in columns))
     console.print(table)
+    _print_lm_summary(result.run_dir, m)
     console.print(
         f"trainable parameters: {m['trainable_params']:,} of {m['total_params']:,} ({m['trainable_pct']:.2f}%)"
     )
@@ -127,6 +135,26 @@ def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: boo
     report = result.run_dir / "report.html"
     if report.exists():
         console.print(f"report:  {report}")
+
+
+def _print_lm_summary(run_dir: Path, m: dict[str, Any]) -> None:
+    """causal-lm: perplexity before -> after on validation and on the retain set, and the generations."""
+    import json
+
+    start, val = m.get("validation_start") or {}, m.get("validation") or {}
+    if "perplexity" not in start or "perplexity" not in val:
+        return
+    console.print(f"held-out perplexity: {start['perplexity']:.2f} before -> {val['perplexity']:.2f} after")
+    forgot = m.get("forgetting") or {}
+    if forgot.get("metric") == "perplexity":
+        console.print(f"retain-set perplexity ({forgot['retain']}): {forgot['before']['perplexity']:.2f} before "
+                      f"-> {forgot['after']['perplexity']:.2f} after ({forgot['perplexity_increase']:+.1%})")  # fmt: skip
+    generations = run_dir / "evaluation" / "generations.jsonl"
+    for line in generations.read_text().splitlines() if generations.is_file() else []:
+        g = json.loads(line)
+        console.print(f"[bold]prompt:[/] {g['prompt']}", highlight=False)
+        console.print(f"  before: {g['start'][:160]}", markup=False, highlight=False)
+        console.print(f"  after:  {g['tuned'][:160]}", markup=False, highlight=False)
 
 
 @config_app.command("show")

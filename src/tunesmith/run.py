@@ -106,7 +106,7 @@ def run(
     set_seed(recipe.train.seed)
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
-    retain_plan = forgetting.plan(recipe, loaded.model_dir)
+    retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
     audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
 
     # ---- the run directory ----
@@ -167,7 +167,7 @@ def run(
             "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
             "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
             "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
-            "train_loop_s": loop_s,
+            "train_loop_s": loop_s, "validation_start": outcome.start_metrics,
             "data": {"train": len(bundle.train), "validation": len(bundle.validation),
                      "test": len(bundle.test) if bundle.test else None, **bundle.notes},
         }  # fmt: skip

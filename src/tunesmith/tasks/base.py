@@ -96,6 +96,8 @@ class Task:
     default_metric: ClassVar[str] = "loss"
     # metric columns of the terminal summary table: (metrics key, column title)
     summary_columns: ClassVar[tuple[tuple[str, str], ...]] = ()
+    # whether the spine's forgetting control (tunesmith.forgetting: retain head, ewc / l2sp / replay) applies
+    uses_forgetting_control: ClassVar[bool] = True
 
     def __init__(self, recipe: Recipe) -> None:
         self.recipe = recipe

@@ -60,6 +60,7 @@ class LMSplit(Split):
 class CausalLM(Task):
     name = "causal-lm"
     metrics: ClassVar[dict[str, bool]] = {"perplexity": False, "loss": False, "token_accuracy": True}
+    uses_forgetting_control = False  # the retain set is general text: its perplexity is measured here
     default_metric = "perplexity"
     summary_columns = (("perplexity", "perplexity"), ("token_accuracy", "next-token acc."), ("loss", "loss"))
 
@@ -68,6 +69,8 @@ class CausalLM(Task):
         self.start_generations: list[str] = []
         self.prompts: list[tuple[str, str]] = []  # (prompt, reference) of the generation samples
         self.chat_prompts = False  # prompt/response and chat data: prompts go through the chat template
+        self.retain: LMSplit | None = None
+        self.retain_before: dict[str, Any] = {}
 
     def check_recipe(self) -> None:
         r = self.recipe
@@ -84,10 +87,10 @@ class CausalLM(Task):
                 "strategy.name: frozen trains only a classification head, and a causal LM has none to train "
                 "on its own; use lora (the default for causal-lm), ia3, prompt-tuning or full."
             )
-        if r.forgetting.retain is not None or r.forgetting.method != "none":
+        if r.forgetting.method != "none":
             raise UserError(
-                "forgetting: retain-set control is not available for task: causal-lm yet; remove the "
-                "forgetting section (the starting model's generations are kept in evaluation/generations.jsonl)."
+                f"forgetting.method: {r.forgetting.method} is not available for task: causal-lm yet; set it to "
+                "none (forgetting.retain is still measured: its perplexity before and after training)."
             )
 
     # ---- data ----
@@ -117,7 +120,18 @@ class CausalLM(Task):
             test=self._split("test", frames["test"], str(cfg.test)) if "test" in frames else None,
             notes=notes,
         )
+        if self.recipe.forgetting.retain is not None:
+            self.retain = self._retain_split(self.recipe.forgetting.retain)
         return {}, bundle
+
+    def _retain_split(self, path: str) -> LMSplit:
+        column = self.recipe.forgetting.text or "text"
+        frame = read_lm_file(path, "retain")
+        if column not in frame.columns:
+            raise UserError(f"forgetting.text: {path} has no column '{column}' (columns: "
+                            f"{', '.join(map(str, frame.columns))}); set forgetting.text to its text column.")  # fmt: skip
+        frame = frame[[column]].rename(columns={column: "text"}).assign(_row=range(len(frame)))
+        return self._split("retain", frame, f"forgetting.retain: {path}")
 
     def _read(self, name: str, path: str) -> pd.DataFrame:
         """The file with the recipe's columns renamed to what tunesmith.data.lm reads (text, prompt,
@@ -262,8 +276,18 @@ class CausalLM(Task):
         return Evaluation(metrics, nll / np.maximum(count, 1.0), None)
 
     def on_start(self, model: torch.nn.Module) -> None:
-        """Generations of the starting model, before any training (and before a resume loads weights)."""
+        """Generations (and retain perplexity) of the starting model, before training or a resume's load."""
         self.start_generations = self._generate(model)
+        if self.retain is not None:
+            self.retain_before = self._score_retain(model)
+
+    def _score_retain(self, model: torch.nn.Module) -> dict[str, Any]:
+        assert self.retain is not None
+        device = next(model.parameters()).device
+        m = self.evaluate(
+            model, self.encode(self.retain), batch_size=self.recipe.eval.batch_size, device=device
+        ).metrics
+        return {"perplexity": m["perplexity"], "loss": m["loss"], "token_accuracy": m["token_accuracy"]}
 
     def finish(self, run_dir: Path, model: torch.nn.Module) -> dict[str, Any]:
         """evaluation/generations.jsonl: prompt, reference, start and tuned generations; their summary."""
@@ -275,8 +299,17 @@ class CausalLM(Task):
         ]  # fmt: skip
         write_text_atomic(run_dir / "evaluation" / GENERATIONS_FILE, "\n".join(lines) + "\n" if lines else "")
         shares = [repeated_ngram_share(t) for t in tuned]
-        return {"generations": {"samples": len(tuned), "file": f"evaluation/{GENERATIONS_FILE}",
-                                "mean_repeated_trigrams": float(np.mean(shares)) if shares else None}}  # fmt: skip
+        result: dict[str, Any] = {"generations": {"samples": len(tuned), "file": f"evaluation/{GENERATIONS_FILE}",
+                                  "mean_repeated_trigrams": float(np.mean(shares)) if shares else None}}  # fmt: skip
+        if self.retain is not None:
+            after = self._score_retain(model)
+            before = self.retain_before or after
+            result["forgetting"] = {
+                "retain": self.recipe.forgetting.retain, "examples": len(self.retain), "metric": "perplexity",
+                "before": before, "after": after,
+                "perplexity_increase": after["perplexity"] / before["perplexity"] - 1.0,
+            }  # fmt: skip
+        return result
 
     def _generate(self, model: torch.nn.Module) -> list[str]:
         if not self.prompts:

@@ -40,6 +40,7 @@ class TrainOutcome:
     stop_reason: str | None
     train_time_s: float
     events: list[dict[str, Any]] = field(default_factory=list)
+    start_metrics: dict[str, Any] | None = None  # validation before the first step (eval.on_start)
 
 
 class History:
@@ -153,9 +154,10 @@ def train(
         log.warning("%s", message) if name.startswith("nan") else log.info("%s", message)
 
     events: list[dict[str, Any]] = []
-    fresh = resume_from is None
-    if fresh and recipe.eval.on_start:  # where validation starts: epoch 0, before any step
+    start_metrics = None
+    if resume_from is None and recipe.eval.on_start:  # where validation starts: epoch 0, before any step
         start = _validate(task, model, val_data, recipe, accelerator)
+        start_metrics = {k: v for k, v in start.metrics.items() if isinstance(v, float)}
         history.write({"kind": "epoch", "step": 0, "epoch": 0, **_val_keys(start)})
     for cb in callbacks:
         cb.on_train_start(ctx)
@@ -294,6 +296,7 @@ def train(
     return TrainOutcome(
         best_epoch=state["best_epoch"], best_metric=state["best_metric"], epochs_run=state["epoch"],
         steps=state["step"], stop_reason=stop_reason, train_time_s=state["train_time_s"], events=events,
+        start_metrics=start_metrics,
     )  # fmt: skip
 
 
