@@ -48,7 +48,11 @@ FIXES: dict[str, Fix] = {
     ),  # fmt: skip
     "near_duplicates": Fix(("audit.near_duplicates",), "remove", "near-duplicate of an earlier text"),
     "short_texts": Fix(("audit.short_texts",), "remove", "very short text"),
-    "label_errors": Fix(("audit.label_errors",), "remove", "likely mislabelled (confident learning)"),
+    "label_errors": Fix(
+        ("audit.label_errors", "training.label_errors"),
+        "remove",
+        "likely mislabelled (confident learning or the run's training dynamics)",
+    ),
 }
 DEFAULT_FIXES = frozenset(
     {"exact_duplicates", "conflicting_labels", "leakage", "near_leakage", "empty_texts", "encoding"}
