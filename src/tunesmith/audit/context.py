@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.audit import minhash
-from tunesmith.audit.text import is_empty, normalize_all, shorten
+from tunesmith.audit.text import char_similarity, is_empty, normalize_all, shorten, words
 from tunesmith.config.schema import AuditConfig
 from tunesmith.data.types import GROUP, LABEL, ROW, TEXT, Table
 from tunesmith.findings import Finding, Severity
@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 Embedder = Callable[[list[str]], np.ndarray]
 SPLIT_ORDER = ("train", "validation", "test")
 EXAMPLES = 5  # examples shown per finding
+SHORT_WORDS = 30  # texts under this many words get the single-word near-duplicate search too
 
 
 @dataclass
@@ -149,14 +150,36 @@ class AuditContext:
 
     @cached_property
     def near(self) -> minhash.NearPairs:
-        """Near-duplicate pairs between distinct normalised texts (indices into key_texts)."""
+        """Near-duplicate pairs between distinct normalised texts (indices into key_texts).
+
+        Word-pair shingles miss short near-copies: one word removed from a 12-word text leaves a Jaccard of
+        9/12 = 0.75. So texts under SHORT_WORDS words are searched again on single words (11/12 = 0.92),
+        and those extra candidates are kept only when their characters agree as well (difflib ratio at
+        the same threshold), which single words alone would not ensure (the same words reordered)."""
         cfg = self.cfg
-        return minhash.near_pairs(
-            self.key_texts.tolist(),
-            cfg.near_duplicate_threshold,
-            cfg.minhash_num_perm,
-            cfg.shingle_words,
-            cfg.seed,
+        texts = self.key_texts.tolist()
+        pairs = minhash.near_pairs(
+            texts, cfg.near_duplicate_threshold, cfg.minhash_num_perm, cfg.shingle_words, cfg.seed
+        )
+        if cfg.shingle_words <= 1:
+            return pairs
+        short = np.array([i for i, t in enumerate(texts) if 0 < len(words(t)) < SHORT_WORDS], dtype=np.int64)
+        if len(short) < 2:
+            return pairs
+        extra = minhash.near_pairs(
+            [texts[i] for i in short], cfg.near_duplicate_threshold, cfg.minhash_num_perm, 1, cfg.seed
+        )
+        left, right = short[extra.left], short[extra.right]
+        sims = np.array([char_similarity(texts[a], texts[b]) for a, b in zip(left, right, strict=True)])
+        keep = sims >= cfg.near_duplicate_threshold
+        seen = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+        new = [i for i in np.nonzero(keep)[0] if (int(left[i]), int(right[i])) not in seen]
+        if not new:
+            return pairs
+        return minhash.NearPairs(
+            np.concatenate([pairs.left, left[new]]),
+            np.concatenate([pairs.right, right[new]]),
+            np.concatenate([pairs.similarity, extra.similarity[new]]),
         )
 
     @cached_property
