@@ -24,6 +24,7 @@ Embedder = Callable[[list[str]], np.ndarray]
 SPLIT_ORDER = ("train", "validation", "test")
 EXAMPLES = 5  # examples shown per finding
 SHORT_WORDS = 30  # texts under this many words get the single-word near-duplicate search too
+SHORT_SEARCH = 0.75  # that search's LSH threshold, as a share of audit.near_duplicate_threshold
 
 
 @dataclass
@@ -166,9 +167,11 @@ class AuditContext:
         short = np.array([i for i, t in enumerate(texts) if 0 < len(words(t)) < SHORT_WORDS], dtype=np.int64)
         if len(short) < 2:
             return pairs
+        # MinHash estimates on a dozen words are noisy: search wider, then verify each candidate exactly.
         extra = minhash.near_pairs(
-            [texts[i] for i in short], cfg.near_duplicate_threshold, cfg.minhash_num_perm, 1, cfg.seed
-        )
+            [texts[i] for i in short], SHORT_SEARCH * cfg.near_duplicate_threshold, cfg.minhash_num_perm, 1,
+            cfg.seed,
+        )  # fmt: skip
         left, right = short[extra.left], short[extra.right]
         sims = np.array([char_similarity(texts[a], texts[b]) for a, b in zip(left, right, strict=True)])
         keep = sims >= cfg.near_duplicate_threshold
@@ -179,7 +182,7 @@ class AuditContext:
         return minhash.NearPairs(
             np.concatenate([pairs.left, left[new]]),
             np.concatenate([pairs.right, right[new]]),
-            np.concatenate([pairs.similarity, extra.similarity[new]]),
+            np.concatenate([pairs.similarity, sims[new]]),
         )
 
     @cached_property
