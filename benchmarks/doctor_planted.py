@@ -57,11 +57,11 @@ def main() -> None:
     groups = [rows[i * n : (i + 1) * n] for i in range(8)]
     planted: dict[str, tuple[str, str, set[int]]] = {}
     # near duplicates inside train: copies appended at the end (the later copy is flagged)
-    long_src, short_src, short_dst = groups[0], groups[1], groups[2]
+    long_src, short_src = groups[0], groups[1]
     extra = []
     for r in long_src:
         extra.append((drop_word(tr.at[r, "review"], rng), tr.at[r, "rating"]))
-    for src, dst in zip(short_src, short_dst, strict=True):
+    for src in short_src:
         twelve = " ".join(str(tr.at[src, "review"]).split()[:12])
         tr.at[src, "review"] = twelve
         extra.append((drop_word(twelve, rng), tr.at[src, "rating"]))

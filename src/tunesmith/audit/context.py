@@ -173,7 +173,7 @@ class AuditContext:
             cfg.seed,
         )  # fmt: skip
         left, right = short[extra.left], short[extra.right]
-        sims = np.array([char_similarity(texts[a], texts[b]) for a, b in zip(left, right, strict=True)])
+        sims = np.array([_short_similarity(texts[a], texts[b]) for a, b in zip(left, right, strict=True)])
         keep = sims >= cfg.near_duplicate_threshold
         seen = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
         new = [i for i in np.nonzero(keep)[0] if (int(left[i]), int(right[i])) not in seen]
@@ -255,6 +255,14 @@ class AuditContext:
             item.update({key: values[i] for key, values in extra.items()})
             out.append(item)
         return out
+
+
+def _short_similarity(a: str, b: str) -> float:
+    """The lower of the exact word-set Jaccard and the character similarity of two short texts (the same
+    words reordered keep their Jaccard, a changed word keeps most of its characters: both must agree)."""
+    wa, wb = set(words(a)), set(words(b))
+    jaccard = len(wa & wb) / max(len(wa | wb), 1)
+    return min(jaccard, char_similarity(a, b)) if jaccard else 0.0
 
 
 def _missing(value: Any) -> bool:
