@@ -15,6 +15,7 @@ from tunesmith.diagnosis import (
     rules_gradients,
     rules_loss,
     rules_predictions,
+    rules_start,
 )
 from tunesmith.diagnosis.registry import RULES, Rule, rule
 from tunesmith.diagnosis.rundata import RunData, load_run
@@ -27,6 +28,7 @@ _RULE_MODULES = (
     rules_events,
     rules_predictions,
     rules_gradients,
+    rules_start,
     dynamics,
 )  # registers them
 

@@ -72,7 +72,7 @@ def step_loss(data: RunData) -> Spec | None:
     if not steps:
         return None
     traces = [_line("training loss (logged window)", steps, losses, COLORS["train"])]
-    epoch_steps, val = _xy(data.epochs, "step", "val_loss")
+    epoch_steps, val = _xy(data.curve_epochs, "step", "val_loss")
     if epoch_steps:
         marker = {"color": COLORS["val"], "size": 10, "symbol": "diamond"}
         traces.append({"type": "scatter", "mode": "markers", "name": "validation loss (end of epoch)",
@@ -86,7 +86,7 @@ def epoch_loss(data: RunData) -> Spec | None:
     x, y = _xy(data.epochs, "epoch", "train_loss")
     if x:
         traces.append(_line("train", x, y, COLORS["train"]))
-    with_val = [r for r in data.epochs if "val_loss" in r]
+    with_val = [r for r in data.curve_epochs if "val_loss" in r]
     x, y = _xy(with_val, "epoch", "val_loss")
     if x:
         se = [2 * float(r["val_loss_se"]) if finite(r.get("val_loss_se")) else 0.0 for r in with_val]
@@ -101,7 +101,7 @@ def epoch_metrics(data: RunData) -> Spec | None:
     traces = []
     for split in ("train", "val"):
         for metric, dash in (("macro_f1", "solid"), ("accuracy", "dot")):
-            x, y = _xy(data.epochs, "epoch", f"{split}_{metric}")
+            x, y = _xy(data.curve_epochs, "epoch", f"{split}_{metric}")
             if x:
                 traces.append(_line(f"{split} {metric}", x, y, COLORS[split], line={"dash": dash}))
     if not traces:
