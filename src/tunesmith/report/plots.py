@@ -110,17 +110,58 @@ def epoch_metrics(data: RunData) -> Spec | None:
     return {"data": traces, "layout": layout}
 
 
+def planned_lr(data: RunData, max_points: int = 4000) -> tuple[list[int], list[float]] | None:
+    """The recipe's schedule at every optimizer step (1-based), computed with the loop's own scheduler, so
+    warmup shows however sparsely the lr was logged; None when the recipe or step count is not known."""
+    from tunesmith.config.schema import TrainConfig
+
+    train = data.recipe.get("train")
+    per_epoch = [r["step"] / r["epoch"] for r in data.steps if finite(r.get("step")) and finite(r.get("epoch"))
+                 and r["epoch"] > 0]  # fmt: skip
+    if not isinstance(train, dict) or not finite(train.get("lr")) or not per_epoch:
+        return None
+    try:
+        cfg = TrainConfig.model_validate(train)
+    except ValueError:
+        return None
+    total = max(1, round(per_epoch[-1] * cfg.epochs))
+    import torch
+
+    from tunesmith.training.optim import make_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=float(train["lr"]))
+    scheduler = make_scheduler(optimizer, cfg, total)
+    stride = max(1, total // max_points)
+    steps, lrs = [], []
+    for step in range(1, total + 1):
+        if step % stride == 0 or step <= 200 or step == total:
+            steps.append(step)
+            lrs.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        scheduler.step()
+    return steps, lrs
+
+
 def lr_schedule(data: RunData) -> Spec | None:
     steps, lrs = _xy(data.steps, "step", "lr")
     if not steps:
         return None
-    trace = {"type": "scatter", "mode": "lines", "name": "learning rate", "x": steps, "y": lrs,
-             "line": {"color": COLORS["lr"], "shape": "hv"}}  # fmt: skip
+    traces: list[dict[str, Any]] = []
+    try:
+        planned = planned_lr(data)
+    except (ValueError, RuntimeError, TypeError):  # a recipe the scheduler cannot rebuild: logged points only
+        planned = None
+    if planned is not None:
+        traces.append({"type": "scatter", "mode": "lines", "name": "schedule (every step, from the recipe)",
+                       "x": planned[0], "y": planned[1], "line": {"color": COLORS["lr"]}})  # fmt: skip
+    traces.append({"type": "scatter", "mode": "markers" if planned else "lines", "name": "logged learning rate",
+                   "x": steps, "y": lrs, "line": {"color": COLORS["lr"], "shape": "hv"},
+                   "marker": {"color": "#111827", "size": 5}})  # fmt: skip
     layout = _layout(
         "Learning rate (first parameter group)", "optimizer step", "learning rate",
         y={"exponentformat": "e"}, shapes=_event_lines(data),
     )  # fmt: skip
-    return {"data": [trace], "layout": layout}
+    return {"data": traces, "layout": layout}
 
 
 def layer_sort_key(layer: str) -> tuple[int, int, int, str]:
