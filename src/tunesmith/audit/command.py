@@ -59,15 +59,22 @@ def doctor(
         str, typer.Option("--model", help="tokenizer / encoder: minilm or a local HF directory")
     ] = "minilm",
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary line")] = False,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="a run directory whose training.label_errors finding --fix also applies"),
+    ] = None,
 ) -> None:
     """Audit a data set: duplicates, leakage, label errors, imbalance, encoding, groups; fix on request."""
     if fix_only is not None and fix is None:
         raise UserError("--fix-only chooses which fixes --fix applies; add --fix OUT_DIR.")
+    if run is not None and fix is None:
+        raise UserError("--run adds a run's label-error finding to what --fix removes; add --fix OUT_DIR.")
     fixes = parse_fixes(fix_only)
     if fix is not None:
         check_out_dir(fix)  # before any work, so a bad --fix never leaves audit.json behind
     if json_out is not None:
         check_json_path(json_out)
+    run_findings = run_label_errors(run) if run is not None else []
     console = Console()
     tables = _load(train, validation, test, text, label, group)
     tokenizer = _tokenizer(model, required=label_errors)
@@ -80,11 +87,31 @@ def doctor(
         write_json(report, json_out)
         console.print(f"audit written to {json_out}", highlight=False)
     if fix is not None:
+        report = AuditReport([*report.findings, *run_findings], report.stats)
         paths = apply_fixes(tables, report, fixes, fix)
         changed = len(paths[-1].read_text(encoding="utf-8").splitlines())
         console.print(
             f"{changed} rows removed or repaired; cleaned files in {paths[-1].parent}", highlight=False
         )
+
+
+def run_label_errors(run_dir: Path) -> list[Any]:
+    """The training.label_errors finding of a run (from findings.json, else diagnosed from its files)."""
+    from tunesmith.diagnosis.rundata import load_run
+    from tunesmith.findings import Finding
+
+    data = load_run(run_dir)
+    path = Path(run_dir) / "findings.json"
+    if path.is_file():
+        try:
+            found = [Finding.from_dict(f) for f in json.loads(path.read_text(encoding="utf-8"))]
+        except (ValueError, TypeError) as error:
+            raise UserError(f"--run: {path} is not a valid list of findings: {error}") from error
+    else:
+        from tunesmith.diagnosis import diagnose_data
+
+        found = diagnose_data(data, ["label_errors"])
+    return [f for f in found if f.id == "training.label_errors"]
 
 
 def _load(

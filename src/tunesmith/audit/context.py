@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from tunesmith.audit import minhash
-from tunesmith.audit.text import is_empty, normalize_all, shorten
+from tunesmith.audit.text import char_similarity, is_empty, normalize_all, shorten, words
 from tunesmith.config.schema import AuditConfig
 from tunesmith.data.types import GROUP, LABEL, ROW, TEXT, Table
 from tunesmith.findings import Finding, Severity
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 Embedder = Callable[[list[str]], np.ndarray]
 SPLIT_ORDER = ("train", "validation", "test")
 EXAMPLES = 5  # examples shown per finding
+SHORT_WORDS = 30  # texts under this many words get the single-word near-duplicate search too
+SHORT_SEARCH = 0.75  # that search's LSH threshold, as a share of audit.near_duplicate_threshold
 
 
 @dataclass
@@ -149,14 +151,38 @@ class AuditContext:
 
     @cached_property
     def near(self) -> minhash.NearPairs:
-        """Near-duplicate pairs between distinct normalised texts (indices into key_texts)."""
+        """Near-duplicate pairs between distinct normalised texts (indices into key_texts).
+
+        Word-pair shingles miss short near-copies: one word removed from a 12-word text leaves a Jaccard of
+        9/12 = 0.75. So texts under SHORT_WORDS words are searched again on single words (11/12 = 0.92),
+        and those extra candidates are kept only when their characters agree as well (difflib ratio at
+        the same threshold), which single words alone would not ensure (the same words reordered)."""
         cfg = self.cfg
-        return minhash.near_pairs(
-            self.key_texts.tolist(),
-            cfg.near_duplicate_threshold,
-            cfg.minhash_num_perm,
-            cfg.shingle_words,
+        texts = self.key_texts.tolist()
+        pairs = minhash.near_pairs(
+            texts, cfg.near_duplicate_threshold, cfg.minhash_num_perm, cfg.shingle_words, cfg.seed
+        )
+        if cfg.shingle_words <= 1:
+            return pairs
+        short = np.array([i for i, t in enumerate(texts) if 0 < len(words(t)) < SHORT_WORDS], dtype=np.int64)
+        if len(short) < 2:
+            return pairs
+        # MinHash estimates on a dozen words are noisy: search wider, then verify each candidate exactly.
+        extra = minhash.near_pairs(
+            [texts[i] for i in short], SHORT_SEARCH * cfg.near_duplicate_threshold, cfg.minhash_num_perm, 1,
             cfg.seed,
+        )  # fmt: skip
+        left, right = short[extra.left], short[extra.right]
+        sims = np.array([_short_similarity(texts[a], texts[b]) for a, b in zip(left, right, strict=True)])
+        keep = sims >= cfg.near_duplicate_threshold
+        seen = set(zip(pairs.left.tolist(), pairs.right.tolist(), strict=True))
+        new = [i for i in np.nonzero(keep)[0] if (int(left[i]), int(right[i])) not in seen]
+        if not new:
+            return pairs
+        return minhash.NearPairs(
+            np.concatenate([pairs.left, left[new]]),
+            np.concatenate([pairs.right, right[new]]),
+            np.concatenate([pairs.similarity, sims[new]]),
         )
 
     @cached_property
@@ -229,6 +255,14 @@ class AuditContext:
             item.update({key: values[i] for key, values in extra.items()})
             out.append(item)
         return out
+
+
+def _short_similarity(a: str, b: str) -> float:
+    """The lower of the exact word-set Jaccard and the character similarity of two short texts (the same
+    words reordered keep their Jaccard, a changed word keeps most of its characters: both must agree)."""
+    wa, wb = set(words(a)), set(words(b))
+    jaccard = len(wa & wb) / max(len(wa | wb), 1)
+    return min(jaccard, char_similarity(a, b)) if jaccard else 0.0
 
 
 def _missing(value: Any) -> bool:

@@ -12,12 +12,14 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tunesmith.audit.checks.artifacts import unquote
 from tunesmith.audit.checks.encoding import repair
 from tunesmith.audit.report import AuditReport
 from tunesmith.data import formats
@@ -46,10 +48,18 @@ FIXES: dict[str, Fix] = {
         "repair",
         "repaired encoding artefacts with ftfy",
     ),  # fmt: skip
+    "quotes": Fix(
+        ("audit.quoted_texts",), "repair", "removed the literal quotes an export wrapped around the text"
+    ),
     "near_duplicates": Fix(("audit.near_duplicates",), "remove", "near-duplicate of an earlier text"),
     "short_texts": Fix(("audit.short_texts",), "remove", "very short text"),
-    "label_errors": Fix(("audit.label_errors",), "remove", "likely mislabelled (confident learning)"),
+    "label_errors": Fix(
+        ("audit.label_errors", "training.label_errors"),
+        "remove",
+        "likely mislabelled (confident learning or the run's training dynamics)",
+    ),
 }
+REPAIRS: dict[str, Callable[[str], str]] = {"encoding": repair, "quotes": unquote}
 DEFAULT_FIXES = frozenset(
     {"exact_duplicates", "conflicting_labels", "leakage", "near_leakage", "empty_texts", "encoding"}
 )
@@ -119,10 +129,14 @@ def _plan(
             for pos in finding.rows:
                 if fix.action == "remove" and (pos not in plan or plan[pos]["action"] != "remove"):
                     plan[pos] = _record(tables[split], pos, name, "remove", _reason(fix, finding))
-                elif fix.action == "repair" and pos not in plan:
+                elif fix.action == "repair" and (pos not in plan or plan[pos]["action"] == "repair"):
+                    earlier = plan.get(pos)
                     before = _text(tables[split], pos)
-                    after = repair(before)
-                    if after != before:
+                    after = REPAIRS[name](earlier["after"] if earlier else before)
+                    if earlier and after != earlier["after"]:  # two repairs of one row: one record, both
+                        earlier.update(after=after, fix=f"{earlier['fix']},{name}",
+                                       reason=f"{earlier['reason']}; {fix.reason}")  # fmt: skip
+                    elif not earlier and after != before:
                         plan[pos] = _record(tables[split], pos, name, "repair", fix.reason, before, after)
     return records
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from tunesmith.audit.checks import (
+    artifacts,
     duplicates,
     encoding,
     groups,
@@ -56,6 +57,7 @@ CHECKS: tuple[Check, ...] = (
     Check("class_imbalance", imbalance.class_imbalance, summary="class ratios and tiny classes"),
     Check("short_texts", lengths.short_texts, summary="texts of a word or two"),
     Check("truncation", lengths.truncation, summary="texts longer than model.max_length"),
+    Check("quoted_texts", artifacts.quoted_texts, summary="every text wrapped in literal quotes"),
     Check("encoding", encoding.encoding, summary="HTML entities, mojibake, control characters"),
     Check("length_outliers", outliers.length_outliers, summary="unusually long or short texts"),
     Check("groups", groups.groups, summary="garbled or rare group values, label-mix shifts"),

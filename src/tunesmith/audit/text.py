@@ -21,8 +21,22 @@ MARKUP = re.compile(r"</?[A-Za-z][^<>]{0,200}>|</|/>")
 _SUSPECT = re.compile("[&\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
-def is_empty(text: str | None) -> bool:
+# Placeholders an export writes for "no text" (after quotes and punctuation around them are stripped).
+PLACEHOLDERS = frozenset({"n/a", "na", "n.a", "none", "null", "nil", "nan", "undefined", "tbd"})
+
+
+def is_blank(text: str | None) -> bool:
     return text is None or not text.strip()
+
+
+def is_empty(text: str | None) -> bool:
+    """No content: missing, blank, no letter or digit at all (`""`, `-`, `...`) or a placeholder (`n/a`)."""
+    if is_blank(text):
+        return True
+    assert text is not None
+    if not any(c.isalnum() for c in text):
+        return True
+    return len(text) <= 12 and text.strip().strip("\"'.-_ ").casefold() in PLACEHOLDERS
 
 
 def normalize(text: str | None) -> str:
@@ -30,6 +44,13 @@ def normalize(text: str | None) -> str:
     if not text:
         return ""
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def char_similarity(a: str, b: str) -> float:
+    """Character-level similarity in [0, 1] (difflib's ratio: 2 x matched characters / total length)."""
+    from difflib import SequenceMatcher
+
+    return SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def normalize_all(texts: Sequence[str | None]) -> np.ndarray:

@@ -8,13 +8,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tunesmith.diagnosis import rules_epochs, rules_events, rules_gradients, rules_loss, rules_predictions
+from tunesmith.diagnosis import (
+    dynamics,
+    rules_epochs,
+    rules_events,
+    rules_gradients,
+    rules_loss,
+    rules_predictions,
+    rules_start,
+)
 from tunesmith.diagnosis.registry import RULES, Rule, rule
 from tunesmith.diagnosis.rundata import RunData, load_run
 from tunesmith.findings import SEVERITY_ORDER, Finding
 
 __all__ = ["RULES", "Rule", "RunData", "diagnose", "diagnose_data", "load_run", "rule"]
-_RULE_MODULES = (rules_loss, rules_epochs, rules_events, rules_predictions, rules_gradients)  # registers them
+_RULE_MODULES = (
+    rules_loss,
+    rules_epochs,
+    rules_events,
+    rules_predictions,
+    rules_gradients,
+    rules_start,
+    dynamics,
+)  # registers them
 
 
 def diagnose_data(data: RunData, rules: list[str] | None = None) -> list[Finding]:

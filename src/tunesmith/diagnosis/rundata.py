@@ -31,17 +31,17 @@ class RunData:
 
     @property
     def epochs(self) -> list[dict[str, Any]]:
-        """Training epochs (1, 2, ...): the validation before the first step is `start`, not one of them."""
+        """Training epochs (1, 2, ...): the validation before the first step (epoch 0) is not one of them."""
         return [r for r in self.history if r.get("kind") == "epoch" and r.get("epoch") != 0]
 
     @property
-    def start(self) -> dict[str, Any] | None:
-        """The validation before the first step (epoch 0, `eval.on_start`), when the run made one."""
+    def initial(self) -> dict[str, Any] | None:
+        """The validation before the first optimizer step (`"epoch": 0`), when the run recorded one."""
         return next((r for r in self.history if r.get("kind") == "epoch" and r.get("epoch") == 0), None)
 
     @property
-    def validations(self) -> list[dict[str, Any]]:
-        """Every validation in order: the start (epoch 0, when there is one) and each epoch's end."""
+    def curve_epochs(self) -> list[dict[str, Any]]:
+        """Epoch records for learning curves: the initial validation (epoch 0) first, when present."""
         return [r for r in self.history if r.get("kind") == "epoch"]
 
     @property

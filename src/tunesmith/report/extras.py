@@ -38,7 +38,7 @@ _WHAT = {
 }
 RENDERERS: dict[str, SectionRenderer] = {}
 RESERVED = {"verdict", "config", "audit", "learning-curves", "lr-schedule", "events", "gradient-flow", "per-class",
-            "errors"}  # fmt: skip
+            "errors", "dynamics"}  # fmt: skip
 
 
 def register_section(name: str, render: SectionRenderer, title: str | None = None) -> None:

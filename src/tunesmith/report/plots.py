@@ -72,10 +72,10 @@ def step_loss(data: RunData) -> Spec | None:
     if not steps:
         return None
     traces = [_line("training loss (logged window)", steps, losses, COLORS["train"])]
-    epoch_steps, val = _xy(data.validations, "step", "val_loss")
+    epoch_steps, val = _xy(data.curve_epochs, "step", "val_loss")
     if epoch_steps:
         marker = {"color": COLORS["val"], "size": 10, "symbol": "diamond"}
-        traces.append({"type": "scatter", "mode": "markers", "name": "validation loss (start, end of each epoch)",
+        traces.append({"type": "scatter", "mode": "markers", "name": "validation loss (end of epoch)",
                        "x": epoch_steps, "y": val, "marker": marker})  # fmt: skip
     layout = _layout("Loss per logged step", "optimizer step", "loss", shapes=_event_lines(data))
     return {"data": traces, "layout": layout}
@@ -86,7 +86,7 @@ def epoch_loss(data: RunData) -> Spec | None:
     x, y = _xy(data.epochs, "epoch", "train_loss")
     if x:
         traces.append(_line("train", x, y, COLORS["train"]))
-    with_val = [r for r in data.validations if "val_loss" in r]
+    with_val = [r for r in data.curve_epochs if "val_loss" in r]
     x, y = _xy(with_val, "epoch", "val_loss")
     if x:
         se = [2 * float(r["val_loss_se"]) if finite(r.get("val_loss_se")) else 0.0 for r in with_val]
@@ -101,7 +101,7 @@ def epoch_metrics(data: RunData) -> Spec | None:
     traces = []
     for split in ("train", "val"):
         for metric, dash in (("macro_f1", "solid"), ("accuracy", "dot")):
-            x, y = _xy(data.validations, "epoch", f"{split}_{metric}")
+            x, y = _xy(data.curve_epochs, "epoch", f"{split}_{metric}")
             if x:
                 traces.append(_line(f"{split} {metric}", x, y, COLORS[split], line={"dash": dash}))
     if not traces:
@@ -110,17 +110,58 @@ def epoch_metrics(data: RunData) -> Spec | None:
     return {"data": traces, "layout": layout}
 
 
+def planned_lr(data: RunData, max_points: int = 4000) -> tuple[list[int], list[float]] | None:
+    """The recipe's schedule at every optimizer step (1-based), computed with the loop's own scheduler, so
+    warmup shows however sparsely the lr was logged; None when the recipe or step count is not known."""
+    from tunesmith.config.schema import TrainConfig
+
+    train = data.recipe.get("train")
+    per_epoch = [r["step"] / r["epoch"] for r in data.steps if finite(r.get("step")) and finite(r.get("epoch"))
+                 and r["epoch"] > 0]  # fmt: skip
+    if not isinstance(train, dict) or not finite(train.get("lr")) or not per_epoch:
+        return None
+    try:
+        cfg = TrainConfig.model_validate(train)
+    except ValueError:
+        return None
+    total = max(1, round(per_epoch[-1] * cfg.epochs))
+    import torch
+
+    from tunesmith.training.optim import make_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=float(train["lr"]))
+    scheduler = make_scheduler(optimizer, cfg, total)
+    stride = max(1, total // max_points)
+    steps, lrs = [], []
+    for step in range(1, total + 1):
+        if step % stride == 0 or step <= 200 or step == total:
+            steps.append(step)
+            lrs.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        scheduler.step()
+    return steps, lrs
+
+
 def lr_schedule(data: RunData) -> Spec | None:
     steps, lrs = _xy(data.steps, "step", "lr")
     if not steps:
         return None
-    trace = {"type": "scatter", "mode": "lines", "name": "learning rate", "x": steps, "y": lrs,
-             "line": {"color": COLORS["lr"], "shape": "hv"}}  # fmt: skip
+    traces: list[dict[str, Any]] = []
+    try:
+        planned = planned_lr(data)
+    except (ValueError, RuntimeError, TypeError):  # a recipe the scheduler cannot rebuild: logged points only
+        planned = None
+    if planned is not None:
+        traces.append({"type": "scatter", "mode": "lines", "name": "schedule (every step, from the recipe)",
+                       "x": planned[0], "y": planned[1], "line": {"color": COLORS["lr"]}})  # fmt: skip
+    traces.append({"type": "scatter", "mode": "markers" if planned else "lines", "name": "logged learning rate",
+                   "x": steps, "y": lrs, "line": {"color": COLORS["lr"], "shape": "hv"},
+                   "marker": {"color": "#111827", "size": 5}})  # fmt: skip
     layout = _layout(
         "Learning rate (first parameter group)", "optimizer step", "learning rate",
         y={"exponentformat": "e"}, shapes=_event_lines(data),
     )  # fmt: skip
-    return {"data": [trace], "layout": layout}
+    return {"data": traces, "layout": layout}
 
 
 def layer_sort_key(layer: str) -> tuple[int, int, int, str]:

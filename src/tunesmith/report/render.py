@@ -11,17 +11,18 @@ from tunesmith.errors import UserError
 from tunesmith.fileio import write_text_atomic
 from tunesmith.findings import Finding
 from tunesmith.report import sections
+from tunesmith.report.dynamics import dynamics_section
 from tunesmith.report.extras import EXTRA_SECTIONS, render_extra
 from tunesmith.report.html import Markup, esc, join, script_json, tag
 from tunesmith.report.style import CSS
 
 REPORT_NAME = "report.html"
 CORE_SECTIONS = ("verdict", "config", "audit", "learning-curves", "lr-schedule", "events", "gradient-flow",
-                 "per-class", "errors")  # fmt: skip
+                 "per-class", "errors", "dynamics")  # fmt: skip
 SECTION_IDS = (*CORE_SECTIONS, *EXTRA_SECTIONS)  # built in; section_ids() adds registered ones
 NAV_TITLES = {"verdict": "Verdict", "config": "Config", "audit": "Data audit", "learning-curves": "Learning curves",
               "lr-schedule": "LR schedule", "events": "Events", "gradient-flow": "Gradient flow",
-              "per-class": "Per-class", "errors": "Confident errors"}  # fmt: skip
+              "per-class": "Per-class", "errors": "Confident errors", "dynamics": "Dynamics"}  # fmt: skip
 # Belt and braces: even a stray URL in a plot could not be fetched.
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
        "img-src data: blob:; font-src data:; worker-src blob:")  # fmt: skip
@@ -76,6 +77,7 @@ def render_html(data: RunData, findings: list[Finding]) -> str:
         sections.gradient_flow(data, specs),
         sections.per_class(data, specs),
         sections.confident_errors(data),
+        dynamics_section(data, specs),
         *(render_extra(data, name) for name in EXTRA_SECTIONS),
     ]
     name = str(data.setting("output.name") or (data.run_dir.name if data.run_dir else "run"))

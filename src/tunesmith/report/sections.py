@@ -8,10 +8,10 @@ from typing import Any
 from tunesmith.diagnosis.rundata import RunData, finite
 from tunesmith.findings import SEVERITY_ORDER, Finding, worst_severity
 from tunesmith.report import plots
+from tunesmith.report.evidence import evidence_view
 from tunesmith.report.html import (
     Markup,
     join,
-    key_values,
     not_run,
     patch_overrides,
     patch_yaml,
@@ -85,7 +85,9 @@ def finding_card(f: Finding) -> Markup:
                 class_="cli"),
         ]), class_="patch"))  # fmt: skip
     if f.evidence:
-        parts.append(tag("details", join([tag("summary", "Evidence"), key_values(f.evidence)]), open="open"))
+        parts.append(
+            tag("details", join([tag("summary", "Evidence"), evidence_view(f.evidence)]), open="open")
+        )
     if f.rows:
         shown = ", ".join(str(r) for r in f.rows[:30]) + (" …" if len(f.rows) > 30 else "")
         parts.append(tag("p", f"{len(f.rows)} affected rows: {shown}", class_="rows"))

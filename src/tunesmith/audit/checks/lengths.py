@@ -1,6 +1,7 @@
 """Empty, very short and truncated texts.
 
-Empty (missing or whitespace-only) texts are errors: training refuses them. Very short texts (fewer than
+Empty texts are errors: missing, blank, or without content (no letter or digit, such as `""`, `-` or
+`...`, or a placeholder such as `n/a`); training refuses the blank ones and learns nothing from the others. Very short texts (fewer than
 audit.short_text_words words) are info. Texts longer than model.max_length tokens are truncated: warning
 from audit.truncation_warn_share, info below; lengths come from the model's tokenizer when one is given
 (special tokens included), else from whitespace words (a lower bound on sub-word tokens).
@@ -25,6 +26,7 @@ def empty_texts(ctx: AuditContext) -> list[Finding]:
         if len(rows) == 0:
             continue
         missing = int(ctx.missing_text[split][rows].sum())
+        blank = sum(1 for r in rows if not ctx.texts[split][r].strip()) - missing
         share = len(rows) / len(ctx.empty[split])
         findings.append(
             make_finding(
@@ -36,12 +38,13 @@ def empty_texts(ctx: AuditContext) -> list[Finding]:
                     "count": len(rows),
                     "share": round(share, 6),
                     "missing": missing,
-                    "whitespace_only": len(rows) - missing,
+                    "whitespace_only": blank,
+                    "no_content": len(rows) - missing - blank,
                     "examples": ctx.examples(split, rows),
                 },
                 rows.tolist(),
-                "Fill in or drop these rows (`--fix-only empty_texts` drops them); an empty text teaches "
-                "nothing and training refuses it.",
+                "Fill in or drop these rows (`--fix-only empty_texts` drops them); a text without letters "
+                "or digits (or a placeholder such as n/a) teaches nothing, and training refuses blank ones.",
             )  # fmt: skip
         )
     return findings
