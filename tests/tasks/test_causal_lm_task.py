@@ -165,3 +165,11 @@ def test_causal_lm_options_are_refused_for_classification(recipe_dict: dict[str,
     recipe_dict["data"]["packing"] = True
     with pytest.raises(UserError, match="data.packing: a causal-lm setting"):
         make_task(recipe_from_dict(recipe_dict))
+
+
+def test_the_causal_lm_example_is_a_valid_recipe() -> None:
+    from tunesmith.config.loader import load_recipe
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "examples" / "causal-lm.yaml")
+    assert recipe.task == "causal-lm" and recipe.data.packing and recipe.eval.metric == "perplexity"
+    make_task(recipe)  # every setting in it is one the task accepts
