@@ -32,6 +32,7 @@ from tunesmith.evaluation.inference import Collate, Encoded, predict_probs
 from tunesmith.evaluation.metrics import classification_metrics
 from tunesmith.findings import Finding
 from tunesmith.forgetting import control as forgetting
+from tunesmith.models.checks import check_model_options
 from tunesmith.models.loader import count_parameters, load_classifier
 from tunesmith.outputs import check_run_dir, resolve_run_dir, save_model, write_json, write_predictions
 from tunesmith.report import render_report
@@ -98,6 +99,9 @@ def run(
     quiet: bool = False,
     extra_callbacks: list[Callback] | None = None,
 ) -> RunResult:
+    check_model_options(
+        recipe
+    )  # max_length, blocks, module names vs the model's config.json: before any work
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 

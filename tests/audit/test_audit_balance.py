@@ -138,7 +138,12 @@ def test_a_tiny_run_records_balance_augment_and_the_audit(recipe_dict: dict[str,
         == data["train"]
     )
     assert data["augment"]["ops"] == ["delete"] and data["balance"]["method"] == "oversample"
-    assert data["validation"].startswith("a stratified")
+    assert data["validation_note"].startswith("a stratified")
+    # counts stay numbers under their own keys (programs add them up)
+    assert (
+        isinstance(data["validation"], int)
+        and data["validation"] + sum(data["train_counts_before"].values()) == 160
+    )
     audit = json.loads((result.run_dir / "audit.json").read_text())
     assert audit["stats"]["splits"]["train"]["rows"] == 160  # the audit sees the data as given
     assert "audit.leakage" in {f["id"] for f in audit["findings"] if f["severity"] == "error"}

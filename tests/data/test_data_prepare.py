@@ -67,7 +67,7 @@ def test_stratified_split_proportions(tmp_path: Path) -> None:
         assert abs(val[label] - n * 0.25) <= 1
     assert bundle.validation.source == HELD_OUT
     assert bundle.notes["validation_stratified"] is True
-    assert "stratified 25%" in str(bundle.notes["validation"])
+    assert "stratified 25%" in str(bundle.notes["validation_note"])
     assert sorted(bundle.train.rows + bundle.validation.rows) == list(range(460))
 
 
@@ -83,7 +83,7 @@ def test_rare_class_falls_back_to_unstratified_split(tmp_path: Path) -> None:
     _, bundle = prepare_data(DataConfig(train=train, seed=3))
     assert bundle.notes["validation_stratified"] is False
     assert "'c'" in str(bundle.notes["validation_fallback"])
-    assert "unstratified" in str(bundle.notes["validation"])
+    assert "unstratified" in str(bundle.notes["validation_note"])
     assert len(bundle.train) + len(bundle.validation) == 61
     json.dumps(bundle.notes)  # notes go into metrics.json
 

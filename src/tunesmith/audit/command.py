@@ -61,6 +61,10 @@ def doctor(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary line")] = False,
 ) -> None:
     """Audit a data set: duplicates, leakage, label errors, imbalance, encoding, groups; fix on request."""
+    if text == label:  # the model would read the label as its input (data.text == data.label in a recipe)
+        raise UserError(
+            f"--text and --label both name the column '{text}'; set --text to the column holding the input text."
+        )
     if fix_only is not None and fix is None:
         raise UserError("--fix-only chooses which fixes --fix applies; add --fix OUT_DIR.")
     fixes = parse_fixes(fix_only)
@@ -70,7 +74,7 @@ def doctor(
         check_json_path(json_out)
     console = Console()
     tables = _load(train, validation, test, text, label, group)
-    tokenizer = _tokenizer(model, required=label_errors)
+    tokenizer = _tokenizer(model, required=label_errors, max_length=max_length)
     embedder = _embedder(model, max_length) if label_errors else None
     cfg = AuditConfig(label_errors=label_errors)
     with console.status("auditing the data…", spinner="dots") if not quiet else _Null():
@@ -98,7 +102,7 @@ def _load(
     }
 
 
-def _tokenizer(model: str, required: bool) -> Any:
+def _tokenizer(model: str, required: bool, max_length: int | None = None) -> Any:
     """The model's tokenizer for exact token counts; without it (and no label errors) count words."""
     from tunesmith.models.registry import resolve_model_dir
 
@@ -109,6 +113,10 @@ def _tokenizer(model: str, required: bool) -> Any:
             raise
         log.warning("no tokenizer for '%s': text lengths are counted in words", model)
         return None
+    if max_length is not None:
+        from tunesmith.models.checks import check_max_length
+
+        check_max_length(path, max_length, key="--max-length")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)

@@ -51,6 +51,16 @@ class DataConfig(Section):
         None, description="label-preserving word deletion / swap copies of training rows; null: none"
     )
 
+    @model_validator(mode="after")
+    def _text_is_not_the_label(self) -> DataConfig:
+        # A model that reads its label as its input scores perfectly and learns nothing.
+        if self.text == self.label:
+            raise ValueError(
+                f"data.text and data.label both name the column '{self.text}'; the model would read the "
+                "label as its input: set data.text to the column holding the input text"
+            )
+        return self
+
 
 class AugmentConfig(Section):
     """Extra training rows made by simple label-preserving edits (EDA, Wei and Zou 2019), seeded by data.seed."""

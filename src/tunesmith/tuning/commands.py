@@ -55,6 +55,7 @@ def lr_find(
     """
     from tunesmith.config.loader import load_recipe
     from tunesmith.errors import UserError
+    from tunesmith.models.checks import check_model_options
     from tunesmith.tuning.lr_auto import save_result, summary
     from tunesmith.tuning.lr_command import sweep_recipe
     from tunesmith.tuning.pages import lr_find_spec, page, write_page
@@ -63,6 +64,7 @@ def lr_find(
     if method not in METHODS:
         raise UserError(f"--method: must be one of {', '.join(METHODS)}; got {method!r}")
     loaded = load_recipe(recipe, overrides or [])
+    check_model_options(loaded)
     result, run_dir = sweep_recipe(loaded, steps=steps, start_lr=start_lr, end_lr=end_lr, method=method)  # type: ignore[arg-type]
     path = save_result(run_dir, result, used_for="tunesmith lr-find")
     from tunesmith.report.html import key_values, plot
@@ -99,10 +101,12 @@ def tune(
     are kept. Writes best.yaml (the best trial as a recipe), tune.json and tune.html.
     """
     from tunesmith.config.loader import load_recipe
+    from tunesmith.models.checks import check_model_options
     from tunesmith.tuning import search
 
     _logging(quiet)
     loaded = load_recipe(recipe, overrides or [])
+    check_model_options(loaded)  # before the study's storage exists
     s = search.setup(loaded, str(recipe), trials, storage)
     study = search.tune(s, workers=workers, quiet=quiet)
     summary = search.write_outputs(s, study)

@@ -24,6 +24,7 @@ import torch
 from tunesmith.config.loader import load_recipe, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.errors import UserError
+from tunesmith.models.checks import check_model_options
 from tunesmith.outputs import resolve_run_dir, write_json
 from tunesmith.tuning.compare_stats import UnitRun, VariantRuns, analyse
 
@@ -56,6 +57,7 @@ def parse_variants(recipe_path: Path, base_overrides: list[str], specs: list[str
         if seen[label] > 1:
             label = f"{label} #{seen[label]}"
         recipe = load_recipe(recipe_path, [*base_overrides, *overrides])
+        check_model_options(recipe)  # a variant the model cannot take fails before any variant trains
         variants.append(Variant(label, overrides, recipe))
     return variants
 
