@@ -74,7 +74,18 @@ def test_augment_with_another_seed_differs(toy_files: dict[str, Path]) -> None:
     _, b = prepare_data(_data(toy_files, augment=cfg, seed=1))
     assert len(a.train) == 2 * sum(a.notes["train_counts_before"].values())  # classes: all, one copy each
     assert a.notes["augment"]["seed"] == 42
-    assert set(a.train.texts) != set(b.train.texts)
+
+    # data.seed also moves the validation split, so compare the augmented copies of the same source rows
+    def copies(bundle: Any) -> dict[int, str]:
+        n = sum(bundle.notes["train_counts_before"].values())
+        return dict(zip(bundle.train.rows[n:], bundle.train.texts[n:], strict=True))
+
+    ca, cb = copies(a), copies(b)
+    common = set(ca) & set(cb)
+    assert len(common) >= 50
+    assert sum(ca[r] != cb[r] for r in common) >= 0.5 * len(common)
+    _, again = prepare_data(_data(toy_files, augment=cfg))
+    assert copies(again) == ca  # the same seed, the same copies
 
 
 def test_augment_operations() -> None:

@@ -110,8 +110,12 @@ def test_groups_carried_and_missing_named(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.csv", _rows({"a": 10, "b": 10}), group=True)
     _, bundle = prepare_data(DataConfig(train=train, group="group"))
     groups = bundle.train.groups
-    assert groups is not None and MISSING_GROUP in groups and "g1" in groups
-    assert len(groups) == len(bundle.train)
+    assert groups is not None and len(groups) == len(bundle.train)
+    # each row keeps its own file row's group (row i: g{i % 3}, empty when i % 4 == 0), through the split
+    expected = [f"g{r % 3}" if r % 4 else MISSING_GROUP for r in bundle.train.rows]
+    assert groups == expected and {MISSING_GROUP, "g0", "g1", "g2"} <= set(groups)
+    val_groups = bundle.validation.groups
+    assert val_groups == [f"g{r % 3}" if r % 4 else MISSING_GROUP for r in bundle.validation.rows]
 
 
 def test_doctor_can_read_tables_with_empty_texts(tmp_path: Path) -> None:
