@@ -169,3 +169,47 @@ def test_the_real_demo_data_raises_no_text_kind_alarm() -> None:
         table = read_table("builtin:drugreview/train", "train", column, "rating")
         ids = {f.id for f in run_audit({"train": table}, AuditConfig(label_errors=False)).findings}
         assert not ids & {"audit.label_in_text", "audit.numeric_texts"}, column
+
+
+@pytest.mark.parametrize(
+    ("override", "needles"),
+    [
+        ("model.max_length=true", ["model.max_length", "not true/false"]),
+        ("train.epochs=true", ["train.epochs", "not true/false"]),
+        ("train.weight_decay=false", ["train.weight_decay", "not true/false"]),
+        ("output.dir=/proc/tunesmith-nope", ["output.dir", "cannot create", "writable"]),
+    ],
+)
+def test_worst_recipe_values(
+    tmp_path: Path, recipe_dict: dict[str, Any], override: str, needles: list[str]
+) -> None:
+    _fails_cleanly(["run", _write(tmp_path, recipe_dict), override], *needles)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_output_dir_under_a_file_is_refused(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
+    (tmp_path / "afile").write_text("x")
+    recipe_dict["output"]["dir"] = str(tmp_path / "afile" / "runs")
+    _fails_cleanly(["run", _write(tmp_path, recipe_dict)], "output.dir", "not a directory")
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_lr_find_arguments_are_checked_before_any_work(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
+    recipe = _write(tmp_path, recipe_dict)
+    _fails_cleanly(["lr-find", recipe, "--steps", "1"], "lr-find", "`steps` must be at least 2")
+    _fails_cleanly(["lr-find", recipe, "--end-lr", "nan"], "lr-find", "`start_lr` must be positive")
+    _fails_cleanly(["lr-find", recipe, "--start-lr", "1", "--end-lr", "0.1"], "below `end_lr`")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_export_to_a_file_is_refused(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
+    from tunesmith.config.loader import recipe_from_dict
+    from tunesmith.run import run
+
+    recipe_dict["train"]["epochs"] = 1
+    result = run(recipe_from_dict(recipe_dict), quiet=True)
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    _fails_cleanly(["export", str(result.run_dir), "--out", str(target)], "--out", "is a file")
+    _fails_cleanly(["export", str(result.run_dir), "--out", str(target / "sub")], "--out", "not a directory")
+    assert target.read_text() == "mine"

@@ -7,7 +7,8 @@ silently ignored setting.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -16,6 +17,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PositiveInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,6 +26,23 @@ from pydantic_core import PydanticCustomError
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1: `model.max_length: true` would silently keep one token per text.
+        if (
+            isinstance(value, bool)
+            and info.field_name
+            and _numeric(cls.model_fields[info.field_name].annotation)
+        ):
+            raise ValueError("must be a number, not true/false")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return bool(args) and all(a in (int, float, type(None)) for a in args) and args != (type(None),)
 
 
 class ModelConfig(Section):

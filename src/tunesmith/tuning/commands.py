@@ -58,11 +58,16 @@ def lr_find(
     from tunesmith.models.checks import check_model_options
     from tunesmith.tuning.lr_auto import save_result, summary
     from tunesmith.tuning.lr_command import sweep_recipe
+    from tunesmith.tuning.lr_finder import lr_schedule
     from tunesmith.tuning.pages import lr_find_spec, page, write_page
 
     _logging(quiet=False)
     if method not in METHODS:
         raise UserError(f"--method: must be one of {', '.join(METHODS)}; got {method!r}")
+    try:  # the sweep's own arguments, before the data and the model are loaded
+        lr_schedule(start_lr, end_lr, steps if steps is not None else 2)
+    except ValueError as exc:
+        raise UserError(f"lr-find: {exc}") from None
     loaded = load_recipe(recipe, overrides or [])
     check_model_options(loaded)
     result, run_dir = sweep_recipe(loaded, steps=steps, start_lr=start_lr, end_lr=end_lr, method=method)  # type: ignore[arg-type]
