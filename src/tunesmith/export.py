@@ -111,6 +111,12 @@ def export_model(run_dir: Path, out_dir: Path, *, merge: bool) -> Path:
 
     model_dir = find_model_dir(run_dir)
     out_dir = out_dir.expanduser().resolve()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file; choose a new directory.")
+    if not out_dir.exists():
+        from tunesmith.outputs import check_creatable
+
+        check_creatable(out_dir, "--out")
     if out_dir.exists() and any(out_dir.iterdir()):
         raise UserError(f"--out {out_dir} is not empty; choose a new directory.")
     adapter = is_adapter_dir(model_dir)

@@ -49,6 +49,28 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         )
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"output: {run_dir} exists and is not a directory; set output.name to a new name.")
+    if not run_dir.exists():
+        check_creatable(run_dir, "output.dir")
+
+
+def check_creatable(path: Path, key: str) -> None:
+    """`path` can be made later: its nearest existing ancestor is a directory we can create entries in.
+
+    Tried with a temporary directory that is removed at once, since permission bits do not tell (root,
+    read-only mounts, /proc): so a bad output.dir fails up front, not after the audit and training."""
+    import tempfile
+
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    try:
+        if not parent.is_dir():
+            raise NotADirectoryError(f"{parent} is not a directory")
+        os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".tunesmith-probe-"))
+    except OSError as exc:
+        raise UserError(
+            f"{key}: cannot create {path} ({exc.strerror or exc} in {parent}); choose a writable directory."
+        ) from None
 
 
 def write_json(path: Path, data: Any) -> None:

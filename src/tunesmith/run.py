@@ -85,6 +85,7 @@ def run(
     quiet: bool = False,
     extra_callbacks: list[Callback] | None = None,
 ) -> RunResult:
+    make_task(recipe).check_model()  # max_length, blocks, module names vs the model's config: before any work
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 

@@ -57,7 +57,10 @@ def test_export_never_clobbers_other_data(tmp_path: Path) -> None:
         export_demo_data(tmp_path)
     assert (tmp_path / "train.tsv").read_text() == "mine\n"
     export_demo_data(tmp_path, overwrite=True)
-    assert len(demo_table("train")) == 600
+    on_disk = read_table(
+        str(tmp_path / "train.tsv"), "train", "review", "rating"
+    ).frame  # the file, not the package
+    assert len(on_disk) == 600 and on_disk[TEXT].tolist() == demo_table("train")["review"].map(str).tolist()
 
 
 def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:

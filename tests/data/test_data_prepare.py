@@ -67,7 +67,7 @@ def test_stratified_split_proportions(tmp_path: Path) -> None:
         assert abs(val[label] - n * 0.25) <= 1
     assert bundle.validation.source == HELD_OUT
     assert bundle.notes["validation_stratified"] is True
-    assert "stratified 25%" in str(bundle.notes["validation"])
+    assert "stratified 25%" in str(bundle.notes["validation_note"])
     assert sorted(bundle.train.rows + bundle.validation.rows) == list(range(460))
 
 
@@ -83,7 +83,7 @@ def test_rare_class_falls_back_to_unstratified_split(tmp_path: Path) -> None:
     _, bundle = prepare_data(DataConfig(train=train, seed=3))
     assert bundle.notes["validation_stratified"] is False
     assert "'c'" in str(bundle.notes["validation_fallback"])
-    assert "unstratified" in str(bundle.notes["validation"])
+    assert "unstratified" in str(bundle.notes["validation_note"])
     assert len(bundle.train) + len(bundle.validation) == 61
     json.dumps(bundle.notes)  # notes go into metrics.json
 
@@ -110,8 +110,12 @@ def test_groups_carried_and_missing_named(tmp_path: Path) -> None:
     train = _write(tmp_path / "train.csv", _rows({"a": 10, "b": 10}), group=True)
     _, bundle = prepare_data(DataConfig(train=train, group="group"))
     groups = bundle.train.groups
-    assert groups is not None and MISSING_GROUP in groups and "g1" in groups
-    assert len(groups) == len(bundle.train)
+    assert groups is not None and len(groups) == len(bundle.train)
+    # each row keeps its own file row's group (row i: g{i % 3}, empty when i % 4 == 0), through the split
+    expected = [f"g{r % 3}" if r % 4 else MISSING_GROUP for r in bundle.train.rows]
+    assert groups == expected and {MISSING_GROUP, "g0", "g1", "g2"} <= set(groups)
+    val_groups = bundle.validation.groups
+    assert val_groups == [f"g{r % 3}" if r % 4 else MISSING_GROUP for r in bundle.validation.rows]
 
 
 def test_doctor_can_read_tables_with_empty_texts(tmp_path: Path) -> None:

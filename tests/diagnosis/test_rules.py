@@ -363,6 +363,9 @@ def test_every_finding_is_well_formed_and_sorted() -> None:
     losses = decaying(12, end=0.7) + [0.9, 1.4, 2.2, 3.5, 5.0, 7.5, 9.0, 9.5]
     events = [{"step": 42, "event": "nan_stop", "message": "nan"}]
     found = diagnose_data(make_run(losses, confusion=[[0, 0, 20], [0, 0, 15], [0, 0, 65]], events=events))
+    # not an empty loop: this run is broken four ways, and each rule says so
+    assert ids(found) == ["training.nonfinite", "training.divergence", "training.collapsed_predictions",
+                          "training.zero_recall"]  # fmt: skip
     order = {"error": 0, "warning": 1, "info": 2}
     assert [order[f.severity] for f in found] == sorted(order[f.severity] for f in found)
     for f in found:

@@ -83,12 +83,11 @@ def test_export_without_merge_copies_the_model_and_never_overwrites(
     recipe_dict: dict[str, Any], tmp_path: Path
 ) -> None:
     result = _run(recipe_dict, {"name": "full"}, epochs=1)
-    out = export_model(
-        result.run_dir, tmp_path / "copy", merge=True
-    )  # a plain model: --merge has nothing to do
-    assert (out / "model.safetensors").read_bytes() == (
-        result.run_dir / "model/model.safetensors"
-    ).read_bytes()
+    weights = (result.run_dir / "model/model.safetensors").read_bytes()
+    out = export_model(result.run_dir, tmp_path / "copy", merge=False)
+    assert (out / "model.safetensors").read_bytes() == weights
+    merged = export_model(result.run_dir, tmp_path / "merged", merge=True)  # a plain model: nothing to merge
+    assert (merged / "model.safetensors").read_bytes() == weights
     with pytest.raises(UserError, match=r"--out .* is not empty; choose a new directory"):
         export_model(result.run_dir, out, merge=False)
     cli = CliRunner().invoke(app, ["export", str(tmp_path / "nothing-here"), "--out", str(tmp_path / "x")])

@@ -81,8 +81,16 @@ def test_existing_run_needs_overwrite_or_resume(tmp_path: Path, recipe_dict: dic
     recipe_dict["train"]["epochs"] = 1
     recipe = str(_write(tmp_path, recipe_dict))
     assert runner.invoke(app, ["run", recipe, "--quiet"]).exit_code == 0
+    run_dir = tmp_path / "runs" / "toy"
+    marker = run_dir / "mine.txt"
+    marker.write_text("kept until --overwrite")
+    before = (run_dir / "metrics.json").read_bytes()
     _fails_cleanly(["run", recipe, "--quiet"], "already holds a run", "--overwrite", "--resume")
+    assert (
+        marker.is_file() and (run_dir / "metrics.json").read_bytes() == before
+    )  # the refusal touched nothing
     assert runner.invoke(app, ["run", recipe, "--quiet", "--overwrite"]).exit_code == 0
+    assert not marker.exists() and (run_dir / "metrics.json").is_file()  # a fresh run replaced the old one
 
 
 @pytest.mark.parametrize(
@@ -125,7 +133,8 @@ def test_missing_data_file(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
 
 def test_output_name_cannot_escape(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
     recipe_dict["output"]["name"] = "../elsewhere"
-    _fails_cleanly(["run", str(_write(tmp_path, recipe_dict))], "output.name")
+    _fails_cleanly(["run", str(_write(tmp_path, recipe_dict))], "output.name", "plain directory name")
+    assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "runs").exists()
 
 
 def test_resume_without_a_run(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 LABELS = ["negative", "neutral", "positive"]
 LAYERS = ["embeddings", "block.0", "block.1", "block.2", "block.3", "head"]
-HOSTILE = '<script>alert("xss")</script> & </textarea><img src=x onerror=alert(1)>'
+HOSTILE = '<script>window.__xss = "script"</script> & </textarea><img src=x onerror="window.__xss = 1">'
 REVIEWS = [
     "This medication worked wonders for my migraines, no side effects at all.",
     "Made me dizzy and nauseous for the first week, then it got a bit better.",

@@ -44,3 +44,16 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     assert seen["requests"] and all(url.startswith(LOCAL_SCHEMES) for url in seen["requests"]), seen[
         "requests"
     ]
+
+
+def test_hostile_strings_are_escaped_in_the_html_without_a_browser(tmp_path: Path) -> None:
+    """The same guarantee as the browser's no_markup check, on the bytes: runs wherever the tests run."""
+    import html
+
+    from fake_run import HOSTILE
+
+    page = Path(render_report(write_fake_run(tmp_path / "run"))).read_text(encoding="utf-8")
+    assert HOSTILE not in page
+    for fragment in ("<script>window.__xss", "<img src=x onerror", "</textarea><img"):
+        assert fragment not in page, fragment
+    assert html.escape(HOSTILE) in page  # shown to the reader, as text

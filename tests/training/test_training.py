@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 from transformers import AutoModelForSequenceClassification
 
 from tunesmith.config.loader import recipe_from_dict
@@ -63,6 +66,45 @@ def test_class_weights_and_schedules_run(recipe_dict: dict[str, Any]) -> None:
         result = run(recipe_from_dict(recipe_dict), quiet=True)
         lrs = [s["lr"] for s in _records(result.run_dir, "step")]
         assert lrs and all(lr > 0 for lr in lrs)
+        assert len(lrs) == result.metrics["steps"] // recipe_dict["train"]["log_every"]
+
+
+def test_schedule_shapes() -> None:
+    """Each schedule's learning rate over 100 steps of a real optimizer: its shape, not only lr > 0."""
+    from tunesmith.config.schema import TrainConfig
+    from tunesmith.training.optim import make_scheduler
+
+    def curve(schedule: str) -> list[float]:
+        optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+        scheduler = make_scheduler(optimizer, TrainConfig(schedule=schedule, lr=1e-3, warmup_ratio=0.1), 100)
+        out = []
+        for _ in range(100):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    peak = 1e-3
+    for schedule in ("linear", "cosine", "constant"):
+        lrs = curve(schedule)
+        assert lrs[:10] == sorted(lrs[:10]) and lrs[0] < peak / 5  # warm-up: 10 rising steps
+        assert lrs[10] == pytest.approx(peak)
+    linear, cosine, constant = curve("linear"), curve("cosine"), curve("constant")
+    assert constant[10:] == pytest.approx([peak] * 90)  # flat after warm-up
+    assert linear[55] == pytest.approx(peak * 0.5) and cosine[55] == pytest.approx(
+        peak * 0.5
+    )  # same midpoint
+    assert cosine[40] == pytest.approx(peak * 0.5 * (1 + math.cos(math.pi / 3)))  # a third of the decay
+    assert (
+        linear[40] == pytest.approx(peak * 2 / 3) and cosine[78] < linear[78]
+    )  # above linear early, below late  # above linear early, below it late
+    assert all(a >= b for a, b in zip(cosine[10:], cosine[11:], strict=False)) and cosine[-1] < peak * 0.01
+    one_cycle = curve("one-cycle")
+    top = int(np.argmax(one_cycle))
+    assert 5 <= top <= 15 and one_cycle[top] == pytest.approx(peak, rel=0.02)  # up to max_lr near 10%
+    assert one_cycle[0] == pytest.approx(peak / 25)  # OneCycleLR's start: max_lr / div_factor
+    assert one_cycle[-1] < peak / 1000  # annealed far below the start
+    assert all(a <= b for a, b in zip(one_cycle[:top], one_cycle[1 : top + 1], strict=False))
 
 
 def test_nan_policies(recipe_dict: dict[str, Any]) -> None:
@@ -98,6 +140,12 @@ def test_nan_policies(recipe_dict: dict[str, Any]) -> None:
     assert (
         events["rollback"].count("nan_rollback") == 1 and results["rollback"].metrics["stop_reason"] is None
     )
-    # Skipping drops one optimizer step; the rollback halves the learning rate for the rest of the run.
-    full_steps = results["stop"].metrics["steps"]
-    assert results["skip"].metrics["steps"] == results["rollback"].metrics["steps"] > full_steps
+    # Skipping drops exactly the poisoned step (the 5th); the rollback halves the lr for the rest of the run.
+    recipe_dict["train"]["nan_policy"] = "stop"
+    recipe_dict["output"]["name"] = "nan-clean"
+    clean_steps = run(recipe_from_dict(recipe_dict), quiet=True).metrics["steps"]
+    assert results["stop"].metrics["steps"] == 4  # stopped before the poisoned 5th step
+    assert results["skip"].metrics["steps"] == clean_steps - 1
+    skipped = [e for e in _records(results["skip"].run_dir, "event") if e["event"] == "nan_skip"]
+    assert skipped[0]["step"] == 4 and "step 5" in skipped[0]["message"]
+    assert results["rollback"].metrics["steps"] == clean_steps - 1

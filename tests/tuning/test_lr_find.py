@@ -75,9 +75,22 @@ def test_sweep_suggests_inside_and_restores_model_and_optimizer(recipe_dict: dic
     assert result.lrs[0] <= result.suggestion <= result.lrs[-1]
     assert set(result.candidates) == {"valley", "steep", "minimum", "rise"}
     assert result.method in ("valley", "rise") and result.suggestion == result.candidates[result.method]
-    if result.method == "valley":  # a real descent: the pick lies where the loss is below its start
-        at = int(np.argmin(np.abs(np.log(result.lrs) - np.log(result.suggestion))))
-        assert result.smoothed[at] < result.smoothed[0]
+    # The pick is the one the recorded curve implies, whichever branch this sweep takes...
+    noise = noise_sd(result.losses, result.smoothed)
+    assert result.candidates == pytest.approx(suggest(result.lrs, result.smoothed, noise))
+    significant = descent_is_significant(result.smoothed, noise)
+    assert (result.method, result.suggestion) == pick("auto", result.candidates, significant)
+
+    # ...and each pick has its defining property on this very curve.
+    def at(lr: float) -> int:
+        return int(np.argmin(np.abs(np.log(result.lrs) - np.log(lr))))
+
+    valley = at(result.candidates["valley"])
+    assert valley <= int(np.argmin(result.smoothed))  # on the descent, never past the minimum
+    rise = at(10 * result.candidates["rise"])  # a tenth of where the loss climbs above its start
+    assert rise == len(result.lrs) - 1 or result.smoothed[rise] > result.smoothed[0]
+    if significant:
+        assert result.smoothed[valley] < result.smoothed[0]
     assert 20 <= len(result.lrs) <= 40
 
 

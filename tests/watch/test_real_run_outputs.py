@@ -3,6 +3,7 @@ read back with their own readers, and what a browser shows of its report.html.""
 
 from __future__ import annotations
 
+import html
 import json
 import math
 import os
@@ -145,7 +146,9 @@ def test_findings_and_report_written_and_rewritten(real_run: RunResult, tmp_path
     (copy / "report.html").unlink()
     result = CliRunner().invoke(app, ["report", str(copy)])
     assert result.exit_code == 0, result.output
-    assert (copy / "report.html").is_file() and "report.html" in result.output
+    assert result.output.strip() == f"report: {copy / 'report.html'}"
+    page = (copy / "report.html").read_text(encoding="utf-8")  # rebuilt from the copy's own files
+    assert written and all(html.escape(f["title"]) in page for f in written)
     missing = CliRunner().invoke(app, ["report", str(tmp_path / "nope")])
     assert missing.exit_code == 2 and "RUN_DIR" in missing.output
 

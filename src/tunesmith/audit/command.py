@@ -65,6 +65,10 @@ def doctor(
     ] = None,
 ) -> None:
     """Audit a data set: duplicates, leakage, label errors, imbalance, encoding, groups; fix on request."""
+    if text == label:  # the model would read the label as its input (data.text == data.label in a recipe)
+        raise UserError(
+            f"--text and --label both name the column '{text}'; set --text to the column holding the input text."
+        )
     if fix_only is not None and fix is None:
         raise UserError("--fix-only chooses which fixes --fix applies; add --fix OUT_DIR.")
     if run is not None and fix is None:
@@ -77,7 +81,7 @@ def doctor(
     run_findings = run_label_errors(run) if run is not None else []
     console = Console()
     tables = _load(train, validation, test, text, label, group)
-    tokenizer = _tokenizer(model, required=label_errors)
+    tokenizer = _tokenizer(model, required=label_errors, max_length=max_length)
     embedder = _embedder(model, max_length) if label_errors else None
     cfg = AuditConfig(label_errors=label_errors)
     with console.status("auditing the data…", spinner="dots") if not quiet else _Null():
@@ -125,7 +129,7 @@ def _load(
     }
 
 
-def _tokenizer(model: str, required: bool) -> Any:
+def _tokenizer(model: str, required: bool, max_length: int | None = None) -> Any:
     """The model's tokenizer for exact token counts; without it (and no label errors) count words."""
     from tunesmith.models.registry import resolve_model_dir
 
@@ -136,6 +140,10 @@ def _tokenizer(model: str, required: bool) -> Any:
             raise
         log.warning("no tokenizer for '%s': text lengths are counted in words", model)
         return None
+    if max_length is not None:
+        from tunesmith.models.checks import check_max_length
+
+        check_max_length(path, max_length, key="--max-length")
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path)

@@ -21,11 +21,17 @@ def minilm_embedder(max_length: int = 256, batch_size: int = 64, model: str = "m
     import torch
     from transformers import AutoModel, AutoTokenizer
 
+    from tunesmith.models.checks import position_limit
+
     path = resolve_model_dir(model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     network: Any = AutoModel.from_pretrained(path, use_safetensors=True).eval()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     network.to(device)
+    # The encoder embeds at most its own position limit, whatever model.max_length the run trains with.
+    limit = position_limit(network.config)
+    if limit is not None:
+        max_length = min(max_length, limit)
 
     def embed(texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), network.config.hidden_size), dtype=np.float32)

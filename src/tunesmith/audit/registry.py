@@ -26,6 +26,7 @@ from tunesmith.audit.checks import (
     lengths,
     near_duplicates,
     outliers,
+    text_kind,
 )
 from tunesmith.audit.context import AuditContext, Embedder
 from tunesmith.audit.report import AuditReport
@@ -50,6 +51,8 @@ class Check:
 CHECKS: tuple[Check, ...] = (
     Check("label_sets", label_sets.label_sets, summary="labels that differ between splits"),
     Check("empty_texts", lengths.empty_texts, summary="missing or blank texts"),
+    Check("label_in_text", text_kind.label_in_text, summary="a text column that determines the label"),
+    Check("numeric_texts", text_kind.numeric_texts, summary="a text column of numbers only"),
     Check("exact_duplicates", duplicates.exact_duplicates, summary="repeated texts (NFKC, case, whitespace)"),
     Check("conflicting_labels", duplicates.conflicting_labels, summary="one text, several labels"),
     Check("near_duplicates", near_duplicates.near_duplicates, summary="MinHash LSH over word shingles"),

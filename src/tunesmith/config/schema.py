@@ -7,7 +7,8 @@ silently ignored setting.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -16,6 +17,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PositiveInt,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -24,6 +26,23 @@ from pydantic_core import PydanticCustomError
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic reads true as 1: `model.max_length: true` would silently keep one token per text.
+        if (
+            isinstance(value, bool)
+            and info.field_name
+            and _numeric(cls.model_fields[info.field_name].annotation)
+        ):
+            raise ValueError("must be a number, not true/false")
+        return value
+
+
+def _numeric(annotation: Any) -> bool:
+    args = get_args(annotation) if get_origin(annotation) in (Union, UnionType) else (annotation,)
+    return bool(args) and all(a in (int, float, type(None)) for a in args) and args != (type(None),)
 
 
 class ModelConfig(Section):
@@ -63,6 +82,16 @@ class DataConfig(Section):
         False,
         description="causal-lm: pack examples into model.max_length windows (no attention across examples)",
     )
+
+    @model_validator(mode="after")
+    def _text_is_not_the_label(self) -> DataConfig:
+        # A model that reads its label as its input scores perfectly and learns nothing.
+        if self.text == self.label:
+            raise ValueError(
+                f"data.text and data.label both name the column '{self.text}'; the model would read the "
+                "label as its input: set data.text to the column holding the input text"
+            )
+        return self
 
 
 class AugmentConfig(Section):

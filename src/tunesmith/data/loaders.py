@@ -117,12 +117,45 @@ def _map_columns(raw: pd.DataFrame, mapping: dict[str, str], path: str, name: st
                 "rename them so each column name is unique."
             )
     raw = raw.set_axis(columns, axis=1)
+    for key, column in mapping.items():
+        _check_scalars(raw[column], key, column, path, name)
     frame = pd.DataFrame({TEXT: [_text_value(v) for v in raw[mapping[TEXT]]]})
     frame[LABEL] = [_label_value(v) for v in raw[mapping[LABEL]]]
     if GROUP in mapping:
         frame[GROUP] = [_label_value(v) for v in raw[mapping[GROUP]]]
     frame[ROW] = np.arange(len(raw), dtype=np.int64)
     return frame
+
+
+def _kind(value: object) -> str | None:
+    """What a non-scalar cell is ('an object', 'a list', 'bytes'); None for a string, number or missing value."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple | set | np.ndarray):
+        return "a list"
+    if isinstance(value, bytes | bytearray):
+        return "bytes"
+    return None
+
+
+def _check_scalars(values: pd.Series, key: str, column: str, path: str, name: str) -> None:
+    """Texts and labels must be scalars: an object or list would be turned into its Python repr silently."""
+    bad = [(row, kind) for row, value in enumerate(values) if (kind := _kind(value)) is not None]
+    if not bad:
+        return
+    row, kind = bad[0]
+    preview = repr(values.iloc[row])
+    preview = preview if len(preview) <= 60 else preview[:57] + "..."
+    wanted = "a string" if key == TEXT else "a single string or number"
+    fix = (
+        f"flatten the file so '{column}' holds the text itself, or set data.text to a column of strings"
+        if key == TEXT
+        else f"give each row one {key} value in '{column}' (one class per row)"
+    )
+    raise UserError(
+        f"data.{name}: {path}: column '{column}' (data.{key}) holds {kind} in "
+        f"{describe_rows([r for r, _ in bad])}, not {wanted} (row {row}: {preview}); {fix}."
+    )
 
 
 def _check_labels_present(frame: pd.DataFrame, column: str, src: str) -> None:

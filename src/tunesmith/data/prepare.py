@@ -43,7 +43,7 @@ def prepare_data(cfg: DataConfig) -> tuple[dict[str, Table], DataBundle]:
     if "validation" in tables:
         train_frame, val_frame = train, tables["validation"].frame
         val_source = tables["validation"].path
-        notes |= {"validation_source": "file", "validation": f"from {val_source}"}
+        notes |= {"validation_source": "file", "validation_note": f"from {val_source}"}
     else:
         train_idx, val_idx, split_notes = split_validation(
             train[LABEL].tolist(), cfg.validation_split, cfg.seed
@@ -105,7 +105,8 @@ def split_validation(
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
     kind = "an unstratified" if reason else "a stratified"
     notes["validation_stratified"] = reason is None
-    notes["validation"] = (
+    # A sentence of its own: metrics.json's data.validation is the row count, read by programs.
+    notes["validation_note"] = (
         f"{kind} {fraction:.0%} of train held out (seed {seed}): {len(val_idx)} of {len(labels)} rows"
     )
     if reason is not None:

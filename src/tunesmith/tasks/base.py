@@ -108,6 +108,10 @@ class Task:
     def check_recipe(self) -> None:
         """Raise UserError for settings this task cannot honour (named key, valid value)."""
 
+    def check_model(self) -> None:
+        """Options that depend on the model (its position limit, blocks, module names), against its config,
+        before anything heavy runs; UserError names the key and the model's own limit."""
+
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
         raise NotImplementedError
 

@@ -93,6 +93,12 @@ class CausalLM(Task):
                 "none (forgetting.retain is still measured: its perplexity before and after training)."
             )
 
+    def check_model(self) -> None:
+        from tunesmith.models.checks import check_max_length
+        from tunesmith.models.gguf_cache import resolve_causal_lm_dir
+
+        check_max_length(resolve_causal_lm_dir(self.recipe.model.name), self.recipe.model.max_length)
+
     # ---- data ----
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
         cfg = self.recipe.data

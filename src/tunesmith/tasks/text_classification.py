@@ -77,6 +77,11 @@ class TextClassification(Task):
                 raise UserError(f"data.{key}: a causal-lm setting, not used by task: text-classification; "
                                 "remove it, or set task: causal-lm.")  # fmt: skip
 
+    def check_model(self) -> None:
+        from tunesmith.models.checks import check_model_options
+
+        check_model_options(self.recipe)
+
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
         return prepare_data(self.recipe.data)
 

@@ -117,7 +117,7 @@ def train(
     # sums are tensors and travel in the checkpoint beside it.
     state: dict[str, Any] = {
         "epoch": 0, "batches_done": 0, "step": 0, "best_metric": None, "best_epoch": None,
-        "epoch_time_s": 0.0, "train_time_s": 0.0, "rollbacks": 0, "history_bytes": 0,
+        "epoch_time_s": 0.0, "train_time_s": 0.0, "rollbacks": 0, "history_bytes": 0, "start_metrics": None,
     }  # fmt: skip
     sums = _new_sums(task, len(train_data), device)
     best_weights: dict[str, torch.Tensor] | None = None
@@ -154,10 +154,9 @@ def train(
         log.warning("%s", message) if name.startswith("nan") else log.info("%s", message)
 
     events: list[dict[str, Any]] = []
-    start_metrics = None
     if resume_from is None and recipe.eval.on_start:  # where validation starts: epoch 0, before any step
         start = _validate(task, model, val_data, recipe, accelerator)
-        start_metrics = {k: v for k, v in start.metrics.items() if isinstance(v, float)}
+        state["start_metrics"] = {k: v for k, v in start.metrics.items() if isinstance(v, float)}
         history.write({"kind": "epoch", "step": 0, "epoch": 0, **_val_keys(start)})
     for cb in callbacks:
         cb.on_train_start(ctx)
@@ -296,7 +295,7 @@ def train(
     return TrainOutcome(
         best_epoch=state["best_epoch"], best_metric=state["best_metric"], epochs_run=state["epoch"],
         steps=state["step"], stop_reason=stop_reason, train_time_s=state["train_time_s"], events=events,
-        start_metrics=start_metrics,
+        start_metrics=state["start_metrics"],
     )  # fmt: skip
 
 

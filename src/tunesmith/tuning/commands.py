@@ -55,14 +55,21 @@ def lr_find(
     """
     from tunesmith.config.loader import load_recipe
     from tunesmith.errors import UserError
+    from tunesmith.tasks.registry import make_task
     from tunesmith.tuning.lr_auto import save_result, summary
     from tunesmith.tuning.lr_command import sweep_recipe
+    from tunesmith.tuning.lr_finder import lr_schedule
     from tunesmith.tuning.pages import lr_find_spec, page, write_page
 
     _logging(quiet=False)
     if method not in METHODS:
         raise UserError(f"--method: must be one of {', '.join(METHODS)}; got {method!r}")
+    try:  # the sweep's own arguments, before the data and the model are loaded
+        lr_schedule(start_lr, end_lr, steps if steps is not None else 2)
+    except ValueError as exc:
+        raise UserError(f"lr-find: {exc}") from None
     loaded = load_recipe(recipe, overrides or [])
+    make_task(loaded).check_model()
     result, run_dir = sweep_recipe(loaded, steps=steps, start_lr=start_lr, end_lr=end_lr, method=method)  # type: ignore[arg-type]
     path = save_result(run_dir, result, used_for="tunesmith lr-find")
     from tunesmith.report.html import key_values, plot
@@ -99,10 +106,12 @@ def tune(
     are kept. Writes best.yaml (the best trial as a recipe), tune.json and tune.html.
     """
     from tunesmith.config.loader import load_recipe
+    from tunesmith.tasks.registry import make_task
     from tunesmith.tuning import search
 
     _logging(quiet)
     loaded = load_recipe(recipe, overrides or [])
+    make_task(loaded).check_model()  # before the study's storage exists
     s = search.setup(loaded, str(recipe), trials, storage)
     study = search.tune(s, workers=workers, quiet=quiet)
     summary = search.write_outputs(s, study)

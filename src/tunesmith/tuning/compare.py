@@ -25,6 +25,7 @@ from tunesmith.config.loader import load_recipe, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.errors import UserError
 from tunesmith.outputs import resolve_run_dir, write_json
+from tunesmith.tasks.registry import make_task
 from tunesmith.tuning.compare_stats import UnitRun, VariantRuns, analyse
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ def parse_variants(recipe_path: Path, base_overrides: list[str], specs: list[str
         if seen[label] > 1:
             label = f"{label} #{seen[label]}"
         recipe = load_recipe(recipe_path, [*base_overrides, *overrides])
+        make_task(recipe).check_model()  # a variant the model cannot take fails before any variant trains
         variants.append(Variant(label, overrides, recipe))
     return variants
 

@@ -1,0 +1,46 @@
+"""A causal-LM run (packed, LoRA) killed with SIGKILL mid-epoch resumes to the same weights, metrics and history."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
+from test_causal_lm_task import _jsonl, _texts  # noqa: E402
+from test_resume import _cli, _complete_steps, _finish, _history, _kill_when, _strip  # noqa: E402
+
+
+def test_killed_causal_lm_run_resumes_bit_for_bit(tmp_path: Path, tiny_llama: Path) -> None:
+    rows = [{"prompt": f"question {i}", "response": t} for i, t in enumerate(_texts(64, 5))]
+    base: dict[str, Any] = {
+        "task": "causal-lm",
+        "model": {"name": str(tiny_llama), "max_length": 96},
+        "data": {"train": str(_jsonl(tmp_path / "train.jsonl", rows)), "packing": True},
+        "train": {"epochs": 2, "batch_size": 2, "lr": 5e-3, "precision": "fp32", "log_every": 1,
+                  "checkpoint_every": 2, "keep_checkpoints": 3, "early_stopping": {"patience": 5}},
+        "eval": {"samples": 1},
+        "audit": {"gate": "off"},
+    }  # fmt: skip
+    paths = {}
+    for name in ("reference", "killed"):
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(
+            yaml.safe_dump({**base, "output": {"dir": str(tmp_path / "runs"), "name": name}})
+        )
+    ref_dir, run_dir = tmp_path / "runs" / "reference", tmp_path / "runs" / "killed"
+    _finish(_cli(paths["reference"]))
+    proc = _cli(paths["killed"])
+    _kill_when(proc, lambda: 4 in _complete_steps(run_dir))
+    _finish(_cli(paths["killed"], "--resume"))
+    ref = load_file(str(ref_dir / "model" / "adapter_model.safetensors"))
+    got = load_file(str(run_dir / "model" / "adapter_model.safetensors"))
+    assert ref.keys() == got.keys() and all(ref[k].equal(got[k]) for k in ref)
+    assert _strip(json.loads((run_dir / "metrics.json").read_text())) == _strip(
+        json.loads((ref_dir / "metrics.json").read_text())
+    )
+    assert _history(run_dir) == _history(ref_dir)
