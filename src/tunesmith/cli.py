@@ -162,6 +162,9 @@ def predict_command(
     texts: list[str] = typer.Argument(None, help="texts to classify"),
     file: Path | None = typer.Option(None, "--file", "-f", help="a file with one text per line"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    uncalibrated: bool = typer.Option(
+        False, "--uncalibrated", help="raw probabilities, without the temperature in model/calibration.json"
+    ),
 ) -> None:
     """Print the predicted label and the probabilities of every label."""
     import json
@@ -169,7 +172,7 @@ def predict_command(
     from tunesmith.predict import predict, read_texts_file
 
     items = list(texts or []) + (read_texts_file(file) if file else [])
-    results = predict(run_dir, items)
+    results = predict(run_dir, items, calibrated=not uncalibrated)
     if as_json:
         for result in results:
             sys.stdout.write(json.dumps(result) + "\n")
