@@ -223,6 +223,9 @@ def _register_modules() -> None:
 
     app.command("doctor")(user_errors(doctor))
     app.command("report")(user_errors(report))
+    from tunesmith.evaluation.suite.command import evaluate
+
+    app.command("evaluate")(user_errors(evaluate))
     from tunesmith.tuning import commands as tuning
 
     for name, command in (("lr-find", tuning.lr_find), ("tune", tuning.tune), ("compare", tuning.compare)):
