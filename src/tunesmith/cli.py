@@ -209,8 +209,20 @@ def export_command(
     merge: bool = typer.Option(
         False, "--merge", help="fold LoRA / IA3 adapters into a plain model (no PEFT needed)"
     ),
+    fmt: str = typer.Option("hf", "--format", help="hf (Hugging Face directory) or onnx (onnxruntime)"),
+    int8: bool = typer.Option(False, "--int8", help="--format onnx: dynamic int8 quantisation"),
 ) -> None:
-    """Write a run's model to a directory: as trained, or merged into a plain Hugging Face model."""
+    """Write a run's model to a directory: as trained, merged into a plain Hugging Face model, or as ONNX."""
+    if fmt not in ("hf", "onnx"):
+        raise UserError(f"--format: must be hf or onnx; got {fmt!r}.")
+    if int8 and fmt != "onnx":
+        raise UserError("--int8 quantises an ONNX export; add --format onnx.")
+    if fmt == "onnx":
+        from tunesmith.onnx_export import export_run_onnx
+
+        path, agreement = export_run_onnx(run_dir, out, int8=int8)
+        console.print(f"model: {path} (onnxruntime agrees with PyTorch on {agreement:.1%})")
+        return
     from tunesmith.export import export_model
 
     console.print(f"model: {export_model(run_dir, out, merge=merge)}")
