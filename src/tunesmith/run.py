@@ -199,8 +199,13 @@ def run(
             write_json(run_dir / "metrics.json", metrics)
             save_model(run_dir, unwrapped, tokenizer, recipe, metrics)
             from tunesmith.evaluation import suite  # the evaluation suite (issue 12); after save_model,
-            handle = suite.handle_for_model(unwrapped, tokenizer, bundle.labels, recipe.model.max_length, run_dir / "model")
-            metrics["evaluation"], found = suite.run_suite(run_dir, recipe, bundle, handle)  # which replaces model/
+
+            handle = suite.handle_for_model(
+                unwrapped, tokenizer, bundle.labels, recipe.model.max_length, run_dir / "model"
+            )
+            metrics["evaluation"], found = suite.run_suite(
+                run_dir, recipe, bundle, handle
+            )  # which replaces model/
             findings += found
             write_json(run_dir / "metrics.json", metrics)
             findings = diagnose(run_dir) + findings

@@ -19,7 +19,9 @@ LABELS = ["negative", "neutral", "positive"]
 
 def _context(tmp_path: Path, probs: np.ndarray, y: np.ndarray, slices: dict[str, list[str]],
              validation: EvalSet | None = None, val_probs: np.ndarray | None = None) -> Context:  # fmt: skip
-    data = EvalSet("test", [f"text {'word ' * (i % 7)}{i}" for i in range(len(y))], y, list(range(len(y))), slices)
+    data = EvalSet(
+        "test", [f"text {'word ' * (i % 7)}{i}" for i in range(len(y))], y, list(range(len(y))), slices
+    )
     ctx = Context(run_dir=tmp_path, cfg=EvalConfig(), handle=ModelHandle(lambda texts: probs, LABELS),
                   eval_set=data, validation=validation, group_column="condition")  # fmt: skip
     ctx._cache["eval"] = probs
@@ -109,7 +111,7 @@ def test_perturbations_keep_meaning_shaped_edits() -> None:
     rng = np.random.default_rng(0)
     assert perturb.contractions("I don't know, it's fine", rng) == "I do not know, it is fine"
     assert perturb.gender("He said his wife", rng) == "She said her husband"
-    assert perturb.html_escape("it's \"ok\"", rng) == "it&#039;s &quot;ok&quot;"
+    assert perturb.html_escape('it\'s "ok"', rng) == "it&#039;s &quot;ok&quot;"
     changed = perturb.numbers("took 20 mg for 3 weeks", rng)
     assert changed != "took 20 mg for 3 weeks" and changed.split()[2] == "mg"
     assert perturb.value_swap(["Acne", "Migraine"])("my acne is gone", rng) == "my Migraine is gone"

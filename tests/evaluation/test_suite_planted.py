@@ -13,7 +13,22 @@ import pytest
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.run import run
 
-FILLER = ["the", "drug", "i", "took", "it", "for", "weeks", "and", "was", "my", "doctor", "said", "pain", "sleep"]
+FILLER = [
+    "the",
+    "drug",
+    "i",
+    "took",
+    "it",
+    "for",
+    "weeks",
+    "and",
+    "was",
+    "my",
+    "doctor",
+    "said",
+    "pain",
+    "sleep",
+]
 MARKER = "42"
 
 
@@ -88,7 +103,10 @@ def test_predict_applies_the_temperature_unless_uncalibrated(marker_run: Any) ->
     model = marker_run.run_dir / "model"
     (model / "calibration.json").write_text(json.dumps({"temperature": 4.0}))
     text = ["the drug 42 i took it for weeks"]
-    calibrated, raw = predict(marker_run.run_dir, text)[0], predict(marker_run.run_dir, text, calibrated=False)[0]
+    calibrated, raw = (
+        predict(marker_run.run_dir, text)[0],
+        predict(marker_run.run_dir, text, calibrated=False)[0],
+    )
     assert calibrated["label"] == raw["label"]
     assert max(calibrated["probs"].values()) < max(raw["probs"].values())
 
@@ -155,6 +173,23 @@ def test_evaluate_bad_input_is_one_line_exit_2_and_writes_nothing(marker_run: An
         result = _cli(*args)
         assert result.exit_code == 2, (name, result.output)
         lines = [line for line in result.output.splitlines() if line.strip()]
-        assert len(lines) == 1 and expected in result.output and "Traceback" not in result.output, (name, result.output)
+        assert len(lines) == 1 and expected in result.output and "Traceback" not in result.output, (
+            name,
+            result.output,
+        )
     assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in busy.iterdir()) == ["mine.txt"]
+
+
+def test_latency_times_every_variant_and_the_pipeline_anchor(marker_run: Any) -> None:
+    pytest.importorskip("onnxruntime")
+    result = _cli("evaluate", str(marker_run.run_dir), "--only", "latency")
+    assert result.exit_code == 0, result.output
+    latency = json.loads((marker_run.run_dir / "evaluation" / "latency.json").read_text())
+    variants = {v["name"]: v for v in latency["variants"]}
+    assert {"pytorch-fp32", "pytorch-int8", "onnx-fp32", "onnx-int8"} <= set(variants)
+    for v in variants.values():
+        assert 0 < v["p50_ms"] <= v["p95_ms"] <= v["p99_ms"] and set(v["throughput"]) == {"1", "8", "32"}
+    assert variants["onnx-fp32"]["agreement"] >= 0.99
+    assert abs(variants["onnx-fp32"]["macro_f1"] - variants["pytorch-fp32"]["macro_f1"]) < 0.02
+    assert latency["anchor"]["name"] == "transformers.pipeline" and latency["anchor"]["p50_ms"] > 0

@@ -146,7 +146,9 @@ class EvalConfig(Section):
         description="stratified K-fold cross-validation on train (+ validation): metrics as mean ± std",
     )  # fmt: skip
     # The evaluation suite after training (tunesmith.evaluation.suite; also `tunesmith evaluate`).
-    suite: list[Literal["slices", "calibration", "baseline", "robustness", "latency", "explanations"]] | None = Field(
+    suite: (
+        list[Literal["slices", "calibration", "baseline", "robustness", "latency", "explanations"]] | None
+    ) = Field(
         None,
         description="evaluation checks run after training (slices, calibration, baseline, robustness, "
         "latency, explanations); null: all of them; []: none",

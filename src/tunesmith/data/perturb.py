@@ -149,8 +149,10 @@ def gender(text: str, rng: np.random.Generator) -> str:
         other = GENDER.get(word.lower())
         if other is None:
             return word
-        return other.upper() if word.isupper() and len(word) > 1 else (
-            other.capitalize() if word[0].isupper() else other
+        return (
+            other.upper()
+            if word.isupper() and len(word) > 1
+            else (other.capitalize() if word[0].isupper() else other)
         )
 
     return _WORD.sub(swap, text)

@@ -35,7 +35,9 @@ def check_baseline(ctx: Context) -> tuple[Result, list[Finding]]:
     base_pred = np.asarray(baseline.classes_)[proba.argmax(axis=1)].astype(np.int64)
     model_pred = ctx.probs().argmax(-1).astype(np.int64)
     scores = {
-        name: {metric: float(classification_score(y, pred, k, metric)[0]) for metric in ("accuracy", "macro_f1")}
+        name: {
+            metric: float(classification_score(y, pred, k, metric)[0]) for metric in ("accuracy", "macro_f1")
+        }
         for name, pred in (("fine-tuned", model_pred), ("tfidf-logreg", base_pred))
     }
     test = paired_bootstrap([(y, model_pred)], [(y, base_pred)], k, "macro_f1", replicates=REPLICATES,

@@ -30,7 +30,9 @@ RUN_FILES = ("config.yaml", "metrics.json")
 
 def _finished_run(run_dir: Path) -> Recipe:
     if not run_dir.is_dir():
-        raise UserError(f"RUN_DIR {run_dir} is not a directory; pass the runs/<name> directory of a finished run.")
+        raise UserError(
+            f"RUN_DIR {run_dir} is not a directory; pass the runs/<name> directory of a finished run."
+        )
     missing = [name for name in RUN_FILES if not (run_dir / name).is_file()]
     if missing or not (run_dir / "model").is_dir():
         what = ", ".join(missing + ([] if (run_dir / "model").is_dir() else ["model/"]))
@@ -58,7 +60,9 @@ def _own_split(run_dir: Path, name: str, label2id: dict[str, int]) -> EvalSet | 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if r.get("label") in label2id]
     groups = [r.get("group") for r in rows]
-    slices = {"group": [g if g is not None else MISSING_GROUP for g in groups]} if any(g for g in groups) else {}
+    slices = (
+        {"group": [g if g is not None else MISSING_GROUP for g in groups]} if any(g for g in groups) else {}
+    )
     return EvalSet(name, [str(r["text"]) for r in rows], np.asarray([label2id[r["label"]] for r in rows],
                    dtype=np.int64), [int(r.get("row", i)) for i, r in enumerate(rows)], slices)  # fmt: skip
 
@@ -131,7 +135,7 @@ def evaluate_run(
             if extra_slice_columns(eval_set, source, [group], "--group"):
                 from tunesmith.data.loaders import read_raw
 
-                present = [str(c) for c in read_raw(source, "--group").columns]
+                present = [str(c) for c in read_raw(str(source), "--group").columns]
                 guess = did_you_mean(group, present)
                 hint = f"did you mean '{guess}'? " if guess else ""
                 raise UserError(f"--group: column '{group}' is not in {source}; {hint}columns present: "
@@ -186,11 +190,21 @@ def _update_run(run_dir: Path, summary: dict[str, Any], findings: list[Finding])
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a finished run directory (runs/<name>)")],
     data: Annotated[Path | None, typer.Option("--data", help="another labelled file to evaluate on")] = None,
-    text: Annotated[str | None, typer.Option("--text", help="--data: its text column (default data.text)")] = None,
-    label: Annotated[str | None, typer.Option("--label", help="--data: its label column (default data.label)")] = None,
-    group: Annotated[str | None, typer.Option("--group", help="a column to slice by (default data.group)")] = None,
-    only: Annotated[str | None, typer.Option("--only", help=f"comma-separated checks: {', '.join(CHECKS)}")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="write here instead of RUN_DIR/evaluation")] = None,
+    text: Annotated[
+        str | None, typer.Option("--text", help="--data: its text column (default data.text)")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="--data: its label column (default data.label)")
+    ] = None,
+    group: Annotated[
+        str | None, typer.Option("--group", help="a column to slice by (default data.group)")
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help=f"comma-separated checks: {', '.join(CHECKS)}")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write here instead of RUN_DIR/evaluation")
+    ] = None,
 ) -> None:
     """Evaluate like production: slices and fairness, calibration, a baseline, robustness, latency, explanations."""
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None

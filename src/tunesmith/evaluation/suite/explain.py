@@ -57,14 +57,16 @@ def check_explanations(ctx: Context) -> tuple[Result, list[Finding]]:
     def forward(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return torch.softmax(model(input_ids=input_ids, attention_mask=attention_mask).logits.float(), dim=-1)
 
-    lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
+    lig = LayerIntegratedGradients(forward, model.get_input_embeddings())  # type: ignore[operator]
     explained, deltas = [], []
     per_class: dict[int, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     faith_top, faith_random = [], []
     for i in chosen:
         enc = tok(data.texts[i], truncation=True, max_length=handle.max_length, return_tensors="pt")
         ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-        base = torch.where(torch.isin(ids, torch.tensor(sorted(special), device=device)), ids, torch.full_like(ids, pad))
+        base = torch.where(
+            torch.isin(ids, torch.tensor(sorted(special), device=device)), ids, torch.full_like(ids, pad)
+        )
         target = int(pred[i])
         attr, delta = lig.attribute(ids, baselines=base, additional_forward_args=(mask,), target=target,
                                     n_steps=STEPS, return_convergence_delta=True)  # fmt: skip
@@ -114,7 +116,9 @@ def _findings(top_tokens: dict[str, list[dict[str, Any]]], ctx: Context) -> list
     hits = {c: ts for c, ts in hits.items() if ts}
     if not hits:
         return []
-    listed = "; ".join(f"{c}: " + ", ".join(f"'{t['token']}' ({t['artifact']})" for t in ts) for c, ts in hits.items())
+    listed = "; ".join(
+        f"{c}: " + ", ".join(f"'{t['token']}' ({t['artifact']})" for t in ts) for c, ts in hits.items()
+    )
     return [Finding(
         id="evaluation.spurious_tokens", stage="evaluation", severity="warning",
         title=f"The model leans on artifacts among its top tokens per class: {listed}",

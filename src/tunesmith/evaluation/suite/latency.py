@@ -8,6 +8,7 @@ import copy
 import os
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from tunesmith.evaluation.suite.predictor import Predictor, text_predictor
 from tunesmith.findings import Finding
 from tunesmith.tuning.stats import classification_score
 
-LATENCY_TEXTS = 40  # batch-1 calls timed per variant (after WARMUP)
+LATENCY_TEXTS = 30  # batch-1 calls timed per variant (after WARMUP)
 WARMUP = 3
 BATCHES = (1, 8, 32)
 THROUGHPUT_TEXTS = 64
@@ -77,9 +78,11 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
     fp32 = copy.deepcopy(handle.model).float().eval()
     torch_variants: dict[str, torch.nn.Module] = {"pytorch-fp32": fp32}
     if device.type == "cpu":  # dynamic int8 kernels are CPU kernels
-        torch_variants["pytorch-int8"] = torch.ao.quantization.quantize_dynamic(
-            copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8
-        )
+        with warnings.catch_warnings():  # torch's notice that quantized tensors move to torchao
+            warnings.simplefilter("ignore")
+            torch_variants["pytorch-int8"] = torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(fp32), {torch.nn.Linear}, dtype=torch.qint8
+            )
     if resolve_precision("auto") == "bf16" or (device.type == "cuda" and torch.cuda.is_bf16_supported()):
         torch_variants["pytorch-bf16"] = copy.deepcopy(fp32).to(torch.bfloat16)
     variants: list[dict[str, Any]] = []
@@ -88,11 +91,11 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
         makers: dict[str, Callable[[int], Predictor]] = {}
         sizes: dict[str, float] = {}
         for name, model in torch_variants.items():
-            makers[name] = lambda b, m=model: text_predictor(m, tok, max_len, b)
+            makers[name] = lambda b, m=model: text_predictor(m, tok, max_len, b)  # type: ignore[misc]
             sizes[name] = _torch_size(model, tmp, name)
         for name, int8 in (("onnx-fp32", False), ("onnx-int8", True)):
             path = export_onnx_file(fp32, tok, tmp / f"{name}.onnx", int8=int8)
-            makers[name] = lambda b, p=path: onnx_predictor(p, tok, max_len, b)
+            makers[name] = lambda b, p=path: onnx_predictor(p, tok, max_len, b)  # type: ignore[misc]
             sizes[name] = _size_mb(path)
         for name, make in makers.items():
             predict = make(32)
@@ -105,7 +108,9 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
             variants[-1]["_pred"] = pred
     base = variants[0]
     for v in variants:
-        v["agreement"] = float(np.mean(v.pop("_pred") == base.get("_pred", v.get("_pred")))) if v is not base else 1.0
+        v["agreement"] = (
+            float(np.mean(v.pop("_pred") == base.get("_pred", v.get("_pred")))) if v is not base else 1.0
+        )
     base.pop("_pred", None)
     anchor = _pipeline_anchor(fp32, tok, max_len, texts)
     result: Result = {"device": str(device), "split": data.name, "n": len(data), "latency_texts": len(texts),
@@ -114,10 +119,13 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
     return result, _findings(variants, ctx)
 
 
-def _pipeline_anchor(model: torch.nn.Module, tokenizer: Any, max_len: int, texts: list[str]) -> dict[str, Any]:
+def _pipeline_anchor(
+    model: torch.nn.Module, tokenizer: Any, max_len: int, texts: list[str]
+) -> dict[str, Any]:
     from transformers import pipeline
 
-    clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=next(model.parameters()).device)
+    device = next(model.parameters()).device
+    clf = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device)  # type: ignore[call-overload]
     timing = _time_batch1(lambda batch: clf(batch, truncation=True, max_length=max_len), texts)
     return {"name": "transformers.pipeline", **timing}
 

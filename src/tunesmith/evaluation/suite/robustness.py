@@ -47,7 +47,11 @@ def check_robustness(ctx: Context) -> tuple[Result, list[Finding]]:
         rng = np.random.default_rng(ctx.seed + index)
         changed = [(i, new) for i, t in enumerate(data.texts) if (new := fn(t, rng)) != t]
         if not changed:
-            results[name] = {"applicable": 0, "flip_rate": None, "note": "no evaluation text has anything to change"}
+            results[name] = {
+                "applicable": 0,
+                "flip_rate": None,
+                "note": "no evaluation text has anything to change",
+            }
             continue
         rows = np.asarray([i for i, _ in changed])
         probs = ctx.handle.predict([t for _, t in changed])
@@ -109,7 +113,9 @@ def _findings(results: dict[str, Any], ctx: Context) -> list[Finding]:
     worst = max(fragile, key=lambda k: fragile[k]["flip_rate"])
     ops = sorted({v["augment_op"] for v in fragile.values() if v["augment_op"]})
     patch = {"data.augment.ops": ["delete", "swap", *ops], "data.augment.classes": "all"} if ops else None
-    listed = ", ".join(f"{k} {v['flip_rate']:.0%}" for k, v in sorted(fragile.items(), key=lambda kv: -kv[1]["flip_rate"]))
+    listed = ", ".join(
+        f"{k} {v['flip_rate']:.0%}" for k, v in sorted(fragile.items(), key=lambda kv: -kv[1]["flip_rate"])
+    )
     fix = (f"Train on the same perturbations: data.augment with ops {', '.join(ops)} adds perturbed copies of "
            "the training rows." if ops else "Add training examples written the way these perturbations write them.")  # fmt: skip
     return [Finding(

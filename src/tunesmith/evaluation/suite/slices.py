@@ -36,7 +36,9 @@ def _boot(y: np.ndarray, p: np.ndarray, k: int, rng: np.random.Generator) -> dic
             "macro_f1": classification_score(yt, yp, k, "macro_f1")}  # fmt: skip
 
 
-def slice_metrics(y: np.ndarray, pred: np.ndarray, labels: list[str], rng: np.random.Generator) -> dict[str, Any]:
+def slice_metrics(
+    y: np.ndarray, pred: np.ndarray, labels: list[str], rng: np.random.Generator
+) -> dict[str, Any]:
     k = len(labels)
     boot = _boot(y, pred, k, rng)
     recall = {}
@@ -71,9 +73,15 @@ def fairness(y: np.ndarray, pred: np.ndarray, groups: list[str], labels: list[st
         frame = MetricFrame(metrics={"selection_rate": selection_rate}, y_true=yt, y_pred=yp,
                             sensitive_features=sensitive)  # fmt: skip
         per_class[name] = {
-            "demographic_parity_difference": float(demographic_parity_difference(yt, yp, sensitive_features=sensitive)),
-            "equalized_odds_difference": float(equalized_odds_difference(yt, yp, sensitive_features=sensitive)),
-            "selection_rate_by_group": {str(g): float(v) for g, v in frame.by_group["selection_rate"].items()},
+            "demographic_parity_difference": float(
+                demographic_parity_difference(yt, yp, sensitive_features=sensitive)
+            ),
+            "equalized_odds_difference": float(
+                equalized_odds_difference(yt, yp, sensitive_features=sensitive)
+            ),
+            "selection_rate_by_group": {
+                str(g): float(v) for g, v in frame.by_group["selection_rate"].items()
+            },
         }
     frame = MetricFrame(metrics=accuracy_score, y_true=y, y_pred=pred, sensitive_features=sensitive)
     return {"per_class": per_class, "accuracy_difference": float(frame.difference()),
@@ -106,7 +114,9 @@ def check_slices(ctx: Context) -> tuple[Result, list[Finding]]:
                          [int(correct[rest].sum()), int((~correct[rest]).sum())]]  # fmt: skip
                 entry["p_value"] = float(sps.fisher_exact(table, alternative="less")[1])
                 a = correct[mask][rng.integers(0, n, size=(REPLICATES, n))].mean(axis=1)
-                b = correct[rest][rng.integers(0, int(rest.sum()), size=(REPLICATES, int(rest.sum())))].mean(axis=1)
+                b = correct[rest][rng.integers(0, int(rest.sum()), size=(REPLICATES, int(rest.sum())))].mean(
+                    axis=1
+                )
                 entry["rest_accuracy"] = float(correct[rest].mean())
                 entry["gap"] = float(correct[mask].mean() - correct[rest].mean())
                 entry["gap_ci"] = ci(a - b)

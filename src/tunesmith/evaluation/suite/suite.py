@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ CHECKS: dict[str, str] = {
 EXTRAS = {"slices": "fairlearn", "latency": "onnxruntime", "explanations": "captum"}
 
 
-def resolve_checks(names: list[str] | None, option: str = "eval.suite") -> list[str]:
+def resolve_checks(names: Sequence[str] | None, option: str = "eval.suite") -> list[str]:
     """The checks to run, in registry order; an unknown name is an error naming the closest one."""
     if names is None:
         return list(CHECKS)
@@ -150,7 +150,9 @@ def run_suite(
         return {"checks": {}}, []
     split = bundle.test if bundle.test is not None else bundle.validation
     group = recipe.data.group
-    data = sample(eval_set_from_split(split, len(bundle.labels), group), recipe.eval.max_examples, recipe.train.seed)
+    data = sample(
+        eval_set_from_split(split, len(bundle.labels), group), recipe.eval.max_examples, recipe.train.seed
+    )
     findings: list[Finding] = []
     wanted = list(recipe.eval.slices) if recipe.eval.slices is not None else ([group] if group else [])
     source = recipe.data.train if split.source == HELD_OUT else split.source
