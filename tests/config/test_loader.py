@@ -167,7 +167,9 @@ def test_wrong_type_names_the_expected_type(tmp_path: Path) -> None:
 
 def test_section_given_as_a_value(tmp_path: Path) -> None:
     line = only_problem(write(tmp_path, MINIMAL + "eval: 3\n"))
-    assert line.endswith("eval: must be a mapping (valid keys: batch_size, cv, metric) (got 3)")
+    assert line.endswith(
+        "eval: must be a mapping (valid keys: batch_size, cv, ece_warn, flip_rate_warn, max_examples, metric, min_slice_rows, slices, suite) (got 3)"
+    )
 
 
 def test_out_of_range_value_states_the_valid_range(tmp_path: Path) -> None:
