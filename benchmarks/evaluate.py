@@ -28,9 +28,10 @@ from tunesmith.run import run
 def summarise(run_dir: Path, suite_s: float) -> dict[str, Any]:
     ev = run_dir / "evaluation"
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    read = lambda name: (
-        json.loads((ev / f"{name}.json").read_text()) if (ev / f"{name}.json").is_file() else {}
-    )  # noqa: E731
+
+    def read(name: str) -> dict[str, Any]:
+        return json.loads((ev / f"{name}.json").read_text()) if (ev / f"{name}.json").is_file() else {}
+
     latency, cal, base, rob, expl, sl = (read(n) for n in ("latency", "calibration", "baseline", "robustness",
                                                               "explanations", "slices"))  # fmt: skip
     variants = latency.get("variants", [])

@@ -44,7 +44,17 @@ class _Logits(torch.nn.Module):
         self.model, self.names = model, names
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, inputs, strict=True))).logits  # type: ignore[no-any-return]
+        kwargs = dict(zip(self.names, inputs, strict=True))
+        if "token_type_ids" not in kwargs and _takes_token_types(self.model):
+            # else BERT slices a [1, max_len] buffer, which the tracer freezes to the sample's shape
+            kwargs["token_type_ids"] = torch.zeros_like(kwargs["input_ids"])
+        return self.model(**kwargs).logits  # type: ignore[no-any-return]
+
+
+def _takes_token_types(model: torch.nn.Module) -> bool:
+    import inspect
+
+    return "token_type_ids" in inspect.signature(model.forward).parameters
 
 
 def input_names(tokenizer: Any) -> list[str]:
@@ -135,7 +145,15 @@ def export_run_onnx(run_dir: Path, out_dir: Path, *, int8: bool) -> tuple[Path, 
     tmp.mkdir(parents=True)
     try:
         path = export_onnx_file(handle.model, handle.tokenizer, tmp / "model.onnx", int8=int8)  # type: ignore[arg-type]
-        ours = onnx_predictor(path, handle.tokenizer, handle.max_length)(texts).argmax(axis=1)
+        try:
+            ours = onnx_predictor(path, handle.tokenizer, handle.max_length, batch_size=1)(texts).argmax(
+                axis=1
+            )
+        except Exception as exc:  # onnxruntime rejects the graph: this architecture does not export
+            raise UserError(
+                f"export --format onnx: onnxruntime cannot run the exported model ({type(exc).__name__}: "
+                f"{str(exc)[:200]}); nothing written. Export with --format hf instead."
+            ) from exc
         agreement = float(np.mean(ours == handle.predict(texts).argmax(axis=1)))
         if agreement < MIN_AGREEMENT:
             raise UserError(f"export --format onnx{' --int8' if int8 else ''}: onnxruntime agrees with PyTorch on "

@@ -97,15 +97,19 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
             path = export_onnx_file(fp32, tok, tmp / f"{name}.onnx", int8=int8)
             makers[name] = lambda b, p=path: onnx_predictor(p, tok, max_len, b)  # type: ignore[misc]
             sizes[name] = _size_mb(path)
+        failed: list[dict[str, Any]] = []
         for name, make in makers.items():
-            predict = make(32)
-            pred = predict(data.texts).argmax(axis=1)
-            variants.append({
-                "name": name, **_time_batch1(make(1), texts), "throughput": _throughput(make, pool),
-                "size_mb": sizes[name], "macro_f1": float(classification_score(data.labels, pred, k, "macro_f1")[0]),
-                "agreement": None,
-            })  # fmt: skip
-            variants[-1]["_pred"] = pred
+            try:
+                pred = make(32)(data.texts).argmax(axis=1)
+                variants.append({
+                    "name": name, **_time_batch1(make(1), texts), "throughput": _throughput(make, pool),
+                    "size_mb": sizes[name], "agreement": None, "_pred": pred,
+                    "macro_f1": float(classification_score(data.labels, pred, k, "macro_f1")[0]),
+                })  # fmt: skip
+            except Exception as exc:  # an export this architecture does not survive: recorded, not fatal
+                if name.startswith("pytorch"):
+                    raise
+                failed.append({"name": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
     base = variants[0]
     for v in variants:
         v["agreement"] = (
@@ -113,7 +117,7 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
         )
     base.pop("_pred", None)
     anchor = _pipeline_anchor(fp32, tok, max_len, texts)
-    result: Result = {"device": str(device), "split": data.name, "n": len(data), "latency_texts": len(texts),
+    result: Result = {"failed": failed, "device": str(device), "split": data.name, "n": len(data), "latency_texts": len(texts),
                       "variants": variants, "anchor": anchor,
                       "peak_memory_mb": _peak_memory_mb(device)}  # fmt: skip
     return result, _findings(variants, ctx)

@@ -107,6 +107,9 @@ def run_checks(ctx: Context, names: list[str], out_dir: Path) -> tuple[dict[str,
         except ImportError as exc:  # an optional extra is missing: say so, and which one
             extra = EXTRAS.get(name, exc.name or "a package")
             result, found = {"skipped": f"needs {extra}: pip install {extra} (or make setup)"}, []
+        except Exception as exc:  # a check this model does not support must not lose a trained run: recorded
+            log.warning("evaluation %s failed: %s: %s", name, type(exc).__name__, exc)
+            result, found = {"skipped": f"failed on this model: {type(exc).__name__}: {str(exc)[:300]}"}, []
         result["seconds"] = time.perf_counter() - t0
         write_json(out_dir / f"{name}.json", result)
         summary["checks"][name] = headline(name, result)
