@@ -67,4 +67,6 @@ def recipe_dict(tmp_path: Path, tiny_model: Path, toy_files: dict[str, Path]) ->
         "output": {"dir": str(tmp_path / "runs"), "name": "toy"},
         # the confident-learning check embeds with the real MiniLM: its own tests cover it
         "audit": {"label_errors": False},
+        # the cheap evaluation checks; latency (ONNX export) and explanations have their own tests
+        "eval": {"suite": ["slices", "calibration", "baseline"]},
     }  # fmt: skip

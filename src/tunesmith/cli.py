@@ -191,6 +191,9 @@ def predict_command(
     texts: list[str] = typer.Argument(None, help="texts to classify"),
     file: Path | None = typer.Option(None, "--file", "-f", help="a file with one text per line"),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    uncalibrated: bool = typer.Option(
+        False, "--uncalibrated", help="raw probabilities, without the temperature in model/calibration.json"
+    ),
 ) -> None:
     """Print the predicted label and the probabilities of every label."""
     import json
@@ -198,7 +201,7 @@ def predict_command(
     from tunesmith.predict import predict, read_texts_file
 
     items = list(texts or []) + (read_texts_file(file) if file else [])
-    results = predict(run_dir, items)
+    results = predict(run_dir, items, calibrated=not uncalibrated)
     if as_json:
         for result in results:
             sys.stdout.write(json.dumps(result) + "\n")
@@ -255,8 +258,20 @@ def export_command(
     merge: bool = typer.Option(
         False, "--merge", help="fold LoRA / IA3 adapters into a plain model (no PEFT needed)"
     ),
+    fmt: str = typer.Option("hf", "--format", help="hf (Hugging Face directory) or onnx (onnxruntime)"),
+    int8: bool = typer.Option(False, "--int8", help="--format onnx: dynamic int8 quantisation"),
 ) -> None:
-    """Write a run's model to a directory: as trained, or merged into a plain Hugging Face model."""
+    """Write a run's model to a directory: as trained, merged into a plain Hugging Face model, or as ONNX."""
+    if fmt not in ("hf", "onnx"):
+        raise UserError(f"--format: must be hf or onnx; got {fmt!r}.")
+    if int8 and fmt != "onnx":
+        raise UserError("--int8 quantises an ONNX export; add --format onnx.")
+    if fmt == "onnx":
+        from tunesmith.onnx_export import export_run_onnx
+
+        path, agreement = export_run_onnx(run_dir, out, int8=int8)
+        console.print(f"model: {path} (onnxruntime agrees with PyTorch on {agreement:.1%})")
+        return
     from tunesmith.export import export_model
 
     console.print(f"model: {export_model(run_dir, out, merge=merge)}")
@@ -269,6 +284,9 @@ def _register_modules() -> None:
 
     app.command("doctor")(user_errors(doctor))
     app.command("report")(user_errors(report))
+    from tunesmith.evaluation.suite.command import evaluate
+
+    app.command("evaluate")(user_errors(evaluate))
     from tunesmith.tuning import commands as tuning
 
     for name, command in (("lr-find", tuning.lr_find), ("tune", tuning.tune), ("compare", tuning.compare)):

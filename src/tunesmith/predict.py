@@ -52,8 +52,16 @@ def max_length_of(run_dir: Path, default: int = 512) -> int:
 
 
 @torch.inference_mode()
-def predict(path: Path, texts: list[str], batch_size: int = 32) -> list[dict[str, Any]]:
-    """Return, per text, the predicted label and every label's probability (highest first)."""
+def predict(
+    path: Path, texts: list[str], batch_size: int = 32, *, calibrated: bool = True
+) -> list[dict[str, Any]]:
+    """Return, per text, the predicted label and every label's probability (highest first).
+
+    When the evaluation suite fitted a temperature (model/calibration.json), the probabilities are
+    softmax(logits / T), which leaves the predicted label as it is; `calibrated=False` gives the raw ones.
+    """
+    from tunesmith.evaluation.suite.calibration import read_temperature
+
     if not texts:
         raise UserError("predict: no texts given; pass texts as arguments or --file F (one text per line).")
     model_dir = find_model_dir(path)
@@ -65,11 +73,12 @@ def predict(path: Path, texts: list[str], batch_size: int = 32) -> list[dict[str
     model = load_trained(model_dir, path if path != model_dir else None)
     id2label: dict[int, str] = model.config.id2label  # type: ignore[union-attr,assignment]
     max_length = max_length_of(path)
+    temperature = (read_temperature(model_dir) if calibrated else None) or 1.0
     results: list[dict[str, Any]] = []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
         batch = tokenizer(chunk, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        probs = torch.softmax(model(**batch).logits.float(), dim=-1)
+        probs = torch.softmax(model(**batch).logits.float() / temperature, dim=-1)
         for text, row in zip(chunk, probs.tolist(), strict=True):
             ranked = sorted(((id2label[i], p) for i, p in enumerate(row)), key=lambda item: -item[1])
             results.append({"text": text, "label": ranked[0][0], "probs": dict(ranked)})

@@ -185,9 +185,11 @@ def run(
                 if retain is not None:
                     metrics["forgetting"], found = forgetting.finish(retain, unwrapped)
                     findings += found
-                metrics |= task.finish(run_dir, unwrapped)
-            write_json(run_dir / "metrics.json", metrics)
             task.save(run_dir, unwrapped, metrics)
+            extra, found = task.finish(run_dir, unwrapped)  # after save: it may add files to model/
+            metrics |= extra
+            findings += found
+            write_json(run_dir / "metrics.json", metrics)
             findings = diagnose(run_dir) + findings
             write_json(run_dir / "findings.json", [f.to_dict() for f in findings])
             render_report(run_dir)

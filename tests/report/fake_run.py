@@ -162,8 +162,60 @@ def _audit() -> dict[str, Any]:
     }  # fmt: skip
 
 
-def write_fake_run(run_dir: Path, *, findings: bool = True, test: bool = True, seed: int = 0) -> Path:
-    """Write every file of a finished run under `run_dir` and return it."""
+def write_fake_evaluation(run_dir: Path, rows: list[dict[str, Any]], train: list[dict[str, Any]]) -> None:
+    """evaluation/<check>.json as the suite writes them: the real checks on a stand-in predictor for the
+    pure ones (slices, calibration, baseline, robustness), written-out results for latency and explanations."""
+    import numpy as np
+
+    from tunesmith.config.schema import EvalConfig
+    from tunesmith.evaluation.suite.context import Context, EvalSet
+    from tunesmith.evaluation.suite.predictor import ModelHandle
+    from tunesmith.outputs import write_json
+
+    def stand_in(texts: list[str]) -> np.ndarray:  # deterministic "model": a function of the text
+        rng = np.random.default_rng([sum(map(ord, t)) for t in texts] or [0])
+        return rng.dirichlet([1.0] * len(LABELS), size=len(texts))
+
+    def to_set(name: str, items: list[dict[str, Any]]) -> EvalSet:
+        return EvalSet(name, [r["text"] for r in items], np.asarray([LABELS.index(r["label"]) for r in items]),
+                       [r["row"] for r in items], {"condition": [str(r["group"]) for r in items]})  # fmt: skip
+
+    (run_dir / "model").mkdir(exist_ok=True)
+    ctx = Context(run_dir=run_dir, cfg=EvalConfig(min_slice_rows=10), handle=ModelHandle(stand_in, LABELS),
+                  eval_set=to_set("test", rows), validation=to_set("validation", train), train=to_set("train", train),
+                  group_column="condition")  # fmt: skip
+    from tunesmith.evaluation.suite import baseline, calibration, robustness, slices
+
+    for name, check in (
+        ("slices", slices.check_slices),
+        ("calibration", calibration.check_calibration),
+        ("baseline", baseline.check_baseline),
+        ("robustness", robustness.check_robustness),
+    ):
+        write_json(run_dir / "evaluation" / f"{name}.json", check(ctx)[0])
+    variant = {"p50_ms": 12.0, "p95_ms": 15.0, "p99_ms": 18.0, "throughput": {"1": 80.0, "8": 210.0, "32": 260.0},
+               "size_mb": 86.7, "macro_f1": 0.71, "agreement": 1.0}  # fmt: skip
+    write_json(run_dir / "evaluation" / "latency.json", {
+        "device": "cpu", "split": "test", "n": len(rows), "peak_memory_mb": 900.0,
+        "variants": [{"name": "pytorch-fp32", **variant}, {"name": "onnx-int8", **variant, "p50_ms": 4.0, "macro_f1": 0.70}],
+        "anchor": {"name": "transformers.pipeline", "p50_ms": 14.0, "p95_ms": 17.0, "p99_ms": 20.0},
+    })  # fmt: skip
+    write_json(run_dir / "evaluation" / "explanations.json", {
+        "method": "LayerIntegratedGradients on the input embeddings", "baseline": "pad tokens", "steps": 20,
+        "explained": 4, "max_convergence_delta": 0.01,
+        "faithfulness": {"k": 3, "examples": 4, "top_k_drop": 0.3, "random_k_drop": 0.05, "faithful": True},
+        "top_tokens": {"positive": [{"token": "great", "mean_attribution": 0.4, "count": 9, "artifact": None},
+                                    {"token": "&", "mean_attribution": 0.3, "count": 5, "artifact": "markup or entity fragment"}],
+                       "negative": [{"token": HOSTILE, "mean_attribution": 0.2, "count": 3, "artifact": None}]},
+        "examples": [{"row": 3, "kind": "wrong", "label": "negative", "pred": "positive", "confidence": 0.93,
+                      "tokens": ["never", "recognised", HOSTILE], "scores": [0.5, -0.2, 0.1]}],
+    })  # fmt: skip
+
+
+def write_fake_run(
+    run_dir: Path, *, findings: bool = True, test: bool = True, seed: int = 0, evaluation: bool = False
+) -> Path:
+    """Write every file of a finished run under `run_dir` (and, with `evaluation`, the suite's) and return it."""
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(RECIPE_YAML, encoding="utf-8")
@@ -184,6 +236,8 @@ def write_fake_run(run_dir: Path, *, findings: bool = True, test: bool = True, s
     }  # fmt: skip
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     (run_dir / "audit.json").write_text(json.dumps(_audit(), indent=2), encoding="utf-8")
+    if evaluation and test:
+        write_fake_evaluation(run_dir, predictions["test"], predictions["validation"])
     if findings:
         from tunesmith.diagnosis import diagnose
 

@@ -13,11 +13,14 @@ from tunesmith.report import SECTION_IDS, render_report
 
 EXPECTED_PLOTS = ["step-loss", "epoch-loss", "epoch-metrics", "lr", "grad-flow", "update-ratio", "grad-norm",
                   "confusion-validation", "confusion-test"]  # fmt: skip
+# The evaluation suite's plots (evaluation/*.json): slices per condition and text length, reliability,
+# flip rates, latency against macro-F1, top tokens, the baseline.
+EVALUATION_PLOTS = ["slices-0", "slices-1", "reliability", "flip-rate", "latency", "top-tokens", "baseline"]
 
 
 @needs_browser
 def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
-    report = render_report(write_fake_run(tmp_path / "run"))
+    report = render_report(write_fake_run(tmp_path / "run", evaluation=True))
     seen = inspect_report(
         report,
         screenshot=tmp_path / "report.png",
@@ -31,7 +34,13 @@ def test_report_renders_offline_in_chromium(tmp_path: Path) -> None:
     for section_id in SECTION_IDS:
         assert seen["sections"].count(section_id) == 1, section_id
         assert seen["nav"].count(f"#{section_id}") == 1, section_id
-    assert sorted(seen["plots"]) == sorted(EXPECTED_PLOTS)
+    assert sorted(seen["plots"]) == sorted(EXPECTED_PLOTS + EVALUATION_PLOTS)
+    for section_id in ("slices", "calibration", "robustness", "latency", "explanations", "baseline"):
+        assert "Not run" not in seen["texts"][section_id] and "not run" not in seen["texts"][section_id], (
+            section_id
+        )
+    assert "Holm p" in seen["texts"]["slices"] and "after temperature scaling" in seen["texts"]["calibration"]
+    assert "transformers.pipeline" in seen["texts"]["latency"] and "faithful" in seen["texts"]["explanations"]
     for plot_id, drawn in seen["plots"].items():
         assert drawn["svg"] > 0 and drawn["traces"] > 0 and drawn["points"] > 0, (plot_id, drawn)
         assert drawn["marks"] > 0 and drawn["w"] > 100 and drawn["h"] > 100, (plot_id, drawn)

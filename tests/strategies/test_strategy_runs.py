@@ -169,11 +169,12 @@ def test_peft_adapter_is_saved_on_its_own_and_predicts(name: str, recipe_dict: d
     }
     assert not (model_dir / "model.safetensors").exists()
     assert result.metrics["trainable_pct"] < 1.0
-    # predict on the run directory gives the probabilities the run itself recorded.
+    # predict on the run directory gives the probabilities the run itself recorded (raw: before the
+    # evaluation suite's temperature, which predict applies by default).
     recorded = [
         json.loads(line) for line in (result.run_dir / "predictions/test.jsonl").read_text().splitlines()
     ][:3]
-    predicted = predict(result.run_dir, [r["text"] for r in recorded])
+    predicted = predict(result.run_dir, [r["text"] for r in recorded], calibrated=False)
     for rec, pred in zip(recorded, predicted, strict=True):
         assert pred["label"] == rec["pred"]
         assert [pred["probs"][label] for label in ("negative", "neutral", "positive")] == pytest.approx(
@@ -187,7 +188,7 @@ def test_prompt_tuning_and_adapter_runs_predict_and_refuse_to_merge(
     for name in ("prompt-tuning", "adapter"):
         result = run(_recipe(recipe_dict, name, {"name": name}, epochs=1, lr=5e-3), quiet=True)
         recorded = json.loads((result.run_dir / "predictions/test.jsonl").read_text().splitlines()[0])
-        pred = predict(result.run_dir, [recorded["text"]])[0]
+        pred = predict(result.run_dir, [recorded["text"]], calibrated=False)[0]
         assert [pred["probs"][label] for label in ("negative", "neutral", "positive")] == pytest.approx(
             recorded["probs"], abs=1e-4
         )

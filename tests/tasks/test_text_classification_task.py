@@ -78,3 +78,26 @@ def test_no_run_directory_without_a_validation_start(recipe_dict: dict[str, Any]
     result = run(recipe_from_dict(recipe_dict), quiet=True)
     epochs = [json.loads(x) for x in (result.run_dir / "history.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in epochs if r["kind"] == "epoch"] == [1]
+
+
+def test_group_weights_weigh_every_group_the_same(recipe_dict: dict[str, Any]) -> None:
+    from tunesmith.tasks.text_classification import group_weights
+
+    weights = group_weights(["a", "a", "a", "b"])
+    assert weights.tolist() == pytest.approx([2 / 3, 2 / 3, 2 / 3, 2.0])  # each group sums to 2, mean 1
+    recipe_dict["train"]["group_weights"] = True
+    task, bundle = _task(recipe_dict)
+    model = task.load_model(bundle).model.eval()
+    data = task.encode(bundle.train)
+    task.start_training(data, torch.device("cpu"))
+    indices = list(range(16))
+    batch = task.collate(data, indices)
+    out = task.step(model, batch, torch.tensor(indices))
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    per_example = torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="none")
+    w = group_weights(bundle.train.groups)[indices]
+    expected = float((per_example * w).sum().detach() / w.sum())
+    assert float(out.loss.detach()) == pytest.approx(expected, rel=1e-5)
+    del recipe_dict["data"]["group"]
+    with pytest.raises(UserError, match="train.group_weights: weights by group need a group column"):
+        make_task(recipe_from_dict(recipe_dict))

@@ -17,7 +17,15 @@ from safetensors.torch import load_file
 
 from tunesmith.training.checkpoint import DELAY_ENV
 
-TIMING_KEYS = {"time_s", "tokens_per_s", "train_time_s", "train_loop_s", "peak_memory_mb", "message"}
+TIMING_KEYS = {
+    "time_s",
+    "tokens_per_s",
+    "train_time_s",
+    "train_loop_s",
+    "peak_memory_mb",
+    "message",
+    "seconds",
+}  # seconds: each evaluation check
 
 
 def _cli(recipe: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -97,10 +97,12 @@ class DataConfig(Section):
 class AugmentConfig(Section):
     """Extra training rows made by simple label-preserving edits (EDA, Wei and Zou 2019), seeded by data.seed."""
 
-    ops: list[Literal["delete", "swap"]] = Field(
+    ops: list[Literal["delete", "swap", "typo", "case", "punctuation"]] = Field(
         default_factory=lambda: ["delete", "swap"],  # type: ignore[arg-type]
         min_length=1,
-        description="delete: drop each word with probability p; swap: swap two words, p x words times",
+        description="delete: drop each word with probability p; swap: swap two words, p x words times; "
+        "typo: a keyboard-neighbour typo in each word with probability p; case: upper/lower/title case; "
+        "punctuation: strip punctuation",
     )
     p: float = Field(0.1, gt=0.0, lt=1.0, description="share of the words an operation touches")
     copies: PositiveInt = Field(1, description="augmented copies per selected training row")
@@ -155,6 +157,9 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(1.0, gt=0.0, description="max global gradient norm; null disables")
     grad_accum: PositiveInt = Field(1, description="micro-batches per optimizer step")
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
+    group_weights: bool = Field(
+        False, description="weight the loss by inverse frequency of data.group values (fairer slices)"
+    )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     seed: int = 42
@@ -190,6 +195,29 @@ class EvalConfig(Section):
         None, ge=2, le=20,
         description="stratified K-fold cross-validation on train (+ validation): metrics as mean ± std",
     )  # fmt: skip
+    # The evaluation suite after training (tunesmith.evaluation.suite; also `tunesmith evaluate`).
+    suite: (
+        list[Literal["slices", "calibration", "baseline", "robustness", "latency", "explanations"]] | None
+    ) = Field(
+        None,
+        description="evaluation checks run after training (slices, calibration, baseline, robustness, "
+        "latency, explanations); null: all of them; []: none",
+    )
+    max_examples: PositiveInt = Field(
+        200, description="evaluation examples the suite uses (a seeded sample beyond), bounding its cost"
+    )
+    slices: list[str] | None = Field(
+        None, description="columns to slice the evaluation by; null: data.group (plus text-length quartiles)"
+    )
+    min_slice_rows: PositiveInt = Field(
+        20, description="slices with fewer evaluation rows are listed as too small to judge, never flagged"
+    )
+    flip_rate_warn: float = Field(
+        0.05, ge=0.0, le=1.0, description="warn when a perturbation flips more than this share of predictions"
+    )
+    ece_warn: float = Field(
+        0.05, ge=0.0, le=1.0, description="warn when the expected calibration error (15 bins) is higher"
+    )
 
 
 class OutputConfig(Section):

@@ -7,7 +7,9 @@ the class counts before and after, and what was added.
 - data.augment adds `copies` edited copies of every training row of the chosen classes (default: every class
   smaller than the largest). Each copy applies one operation picked at random from `ops`: "delete" drops
   each word with probability p (at least one word stays), "swap" swaps two random words round(p x words)
-  times (at least once). Both keep the words that carry the label in most texts, so the label is kept
+  times (at least once); "typo", "case" and "punctuation" are the robustness suite's perturbations
+  (tunesmith.data.perturb: a keyboard-neighbour typo per word with probability p, upper/lower/title case,
+  punctuation stripped). All keep the words that carry the label in most texts, so the label is kept
   (Wei and Zou, EDA, 2019).
 - data.balance = "oversample" then repeats randomly drawn rows of every smaller class (without
   replacement while rows last) until each class has as many rows as the largest.
@@ -23,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.config.schema import AugmentConfig, DataConfig, Recipe
+from tunesmith.data import perturb
 from tunesmith.data.types import Split
 from tunesmith.errors import UserError
 
@@ -74,7 +77,11 @@ def augment_split(
 
 
 def augment_text(text: str, op: str, p: float, rng: np.random.Generator) -> str:
-    """One label-preserving edit of `text`: random deletion or random swap of words."""
+    """One label-preserving edit of `text`: word deletion or swap, or a typo / case / punctuation change."""
+    if op == "typo":
+        return perturb.typo(text, rng, p)
+    if op in perturb.AUGMENT_OPS:
+        return perturb.AUGMENT_OPS[op](text, rng)
     words = text.split()
     if len(words) < 2:
         return text

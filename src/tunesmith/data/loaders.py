@@ -37,6 +37,12 @@ def read_table(path: str, name: str, text: str, label: str, group: str | None = 
     return Table(name=name, path=path, frame=frame, columns=mapping)
 
 
+def read_raw(path: str, option: str) -> pd.DataFrame:
+    """The file's columns as they are (no mapping): for options that name other columns (eval.slices)."""
+    src = f"{option}: {path}"
+    return _read_builtin(path, src) if path.startswith(BUILTIN_PREFIX) else _read_file(path, option, src)
+
+
 def _read_builtin(path: str, src: str) -> pd.DataFrame:
     if path not in BUILTIN_DATASETS:
         raise UserError(f"{src} is not a built-in data set; available: {', '.join(BUILTIN_DATASETS)}.")

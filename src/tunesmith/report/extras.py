@@ -25,6 +25,8 @@ EXTRA_SECTIONS: dict[str, str] = {
     "calibration": "Calibration",
     "robustness": "Robustness",
     "latency": "Latency and throughput",
+    "explanations": "Explanations",
+    "baseline": "Baseline",
     "forgetting": "Forgetting",
     "tuning": "Tuning",
 }
@@ -33,6 +35,8 @@ _WHAT = {
     "calibration": "calibration (evaluation)",
     "robustness": "robustness checks (evaluation)",
     "latency": "latency benchmark (evaluation)",
+    "explanations": "token attributions (evaluation)",
+    "baseline": "TF-IDF + logistic-regression baseline (evaluation)",
     "forgetting": "forgetting measurement on a retain set",
     "tuning": "lr range test / hyper-parameter search",
 }

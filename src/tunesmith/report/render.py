@@ -10,7 +10,7 @@ from tunesmith.diagnosis.rundata import RunData, load_run
 from tunesmith.errors import UserError
 from tunesmith.fileio import write_text_atomic
 from tunesmith.findings import Finding
-from tunesmith.report import sections
+from tunesmith.report import evaluation, sections
 from tunesmith.report.dynamics import dynamics_section
 from tunesmith.report.extras import EXTRA_SECTIONS, render_extra
 from tunesmith.report.html import Markup, esc, join, script_json, tag
@@ -78,7 +78,7 @@ def render_html(data: RunData, findings: list[Finding]) -> str:
         sections.per_class(data, specs),
         sections.confident_errors(data),
         dynamics_section(data, specs),
-        *(render_extra(data, name) for name in EXTRA_SECTIONS),
+        *(evaluation.render(data, name, specs) or render_extra(data, name) for name in EXTRA_SECTIONS),
     ]
     name = str(data.setting("output.name") or (data.run_dir.name if data.run_dir else "run"))
     model = data.setting("model.name") or data.setting("model")

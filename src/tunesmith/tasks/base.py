@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
     from tunesmith.config.schema import Recipe
     from tunesmith.data.types import DataBundle, Split, Table
+    from tunesmith.findings import Finding
 
 
 @dataclass
@@ -163,9 +164,10 @@ class Task:
     def write_predictions(self, run_dir: Path, split: Split, evaluation: Evaluation) -> None:
         """Per-example records of a final evaluation (RUN_DIR/predictions/<split>.jsonl)."""
 
-    def finish(self, run_dir: Path, model: torch.nn.Module) -> dict[str, Any]:
-        """Task-specific end-of-run outputs (main process, best weights loaded); keys merged into metrics."""
-        return {}
+    def finish(self, run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, Any], list[Finding]]:
+        """Task-specific end of the run (main process, best weights loaded, model/ saved): keys merged into
+        metrics.json, and findings (e.g. the evaluation suite's)."""
+        return {}, []
 
     def save(self, run_dir: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> Path:
         raise NotImplementedError

@@ -33,6 +33,7 @@ from tunesmith.errors import UserError
 from tunesmith.evaluation.generate import generate_greedy, repeated_ngram_share
 from tunesmith.export import save_weights
 from tunesmith.fileio import write_text_atomic
+from tunesmith.findings import Finding
 from tunesmith.tasks.base import Encoded, Evaluation, LoadedModel, StepOutput, Task
 
 GENERATIONS_FILE = "generations.jsonl"
@@ -295,7 +296,7 @@ class CausalLM(Task):
         ).metrics
         return {"perplexity": m["perplexity"], "loss": m["loss"], "token_accuracy": m["token_accuracy"]}
 
-    def finish(self, run_dir: Path, model: torch.nn.Module) -> dict[str, Any]:
+    def finish(self, run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, Any], list[Finding]]:
         """evaluation/generations.jsonl: prompt, reference, start and tuned generations; their summary."""
         tuned = self._generate(model)
         lines = [
@@ -315,7 +316,7 @@ class CausalLM(Task):
                 "before": before, "after": after,
                 "perplexity_increase": after["perplexity"] / before["perplexity"] - 1.0,
             }  # fmt: skip
-        return result
+        return result, []
 
     def _generate(self, model: torch.nn.Module) -> list[str]:
         if not self.prompts:

@@ -25,6 +25,7 @@ from tunesmith.errors import UserError
 from tunesmith.evaluation.inference import predict_probs
 from tunesmith.evaluation.metrics import classification_metrics, headline
 from tunesmith.fileio import write_bytes_atomic
+from tunesmith.findings import Finding
 from tunesmith.models.loader import load_classifier
 from tunesmith.outputs import save_model, write_predictions
 from tunesmith.tasks.base import Collate, Encoded, Evaluation, LoadedModel, StepOutput, Task
@@ -36,6 +37,13 @@ def class_weights(labels: list[int], num_classes: int) -> torch.Tensor:
     """Inverse-frequency ("balanced") weights: n / (k * count_c)."""
     counts = np.bincount(np.asarray(labels), minlength=num_classes).astype(np.float64)
     weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def group_weights(groups: list[str]) -> torch.Tensor:
+    """Per-example inverse group frequency, normalised to mean 1: every group weighs the same in total."""
+    names, inverse, counts = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    weights = len(groups) / (len(names) * counts[inverse].astype(np.float64))
     return torch.tensor(weights, dtype=torch.float32)
 
 
@@ -59,7 +67,9 @@ class TextClassification(Task):
         super().__init__(recipe)
         self.labels: list[str] = []
         self.train_rows: list[int] = []
+        self.bundle: DataBundle | None = None
         self.weights: torch.Tensor | None = None
+        self.example_weights: torch.Tensor | None = None  # train.group_weights, by training example
 
     def check_recipe(self) -> None:
         metric = self.recipe.eval.metric
@@ -68,6 +78,9 @@ class TextClassification(Task):
                 f"eval.metric: {metric} is not a {self.name} metric; use one of {', '.join(self.metrics)}."
             )
         data = self.recipe.data
+        if self.recipe.train.group_weights and data.group is None:
+            raise UserError("train.group_weights: weights by group need a group column; set data.group "
+                            "(e.g. condition) or drop train.group_weights.")  # fmt: skip
         for key in ("prompt", "response", "messages"):
             if getattr(data, key) is not None:
                 raise UserError(f"data.{key}: a causal-lm column, not read by task: text-classification; "
@@ -87,6 +100,7 @@ class TextClassification(Task):
 
     def load_model(self, bundle: DataBundle) -> LoadedModel:
         self.labels = list(bundle.labels)
+        self.bundle = bundle
         self.train_rows = list(bundle.train.rows)  # source rows of the training examples, for dynamics.npz
         model, tokenizer, model_dir = load_classifier(
             self.recipe.model.name, self.labels, seed=self.recipe.train.seed
@@ -103,6 +117,8 @@ class TextClassification(Task):
     def start_training(self, train: Encoded, device: torch.device) -> None:
         if self.recipe.train.class_weights:
             self.weights = class_weights(train.labels, len(self.labels)).to(device)
+        if self.recipe.train.group_weights and self.bundle is not None and self.bundle.train.groups:
+            self.example_weights = group_weights(self.bundle.train.groups).to(device)
 
     def new_sums(self, n_train: int, device: torch.device) -> dict[str, torch.Tensor]:
         k = len(self.labels)
@@ -119,7 +135,11 @@ class TextClassification(Task):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits.float()
         weights = self.weights.to(logits.device) if self.weights is not None else None
-        loss = F.cross_entropy(logits, labels, weight=weights)
+        if self.example_weights is None:
+            loss = F.cross_entropy(logits, labels, weight=weights)
+        else:  # a weighted mean over the batch, as cross_entropy's own `weight` makes it
+            w = self.example_weights[index] * (weights[labels] if weights is not None else 1.0)
+            loss = (F.cross_entropy(logits, labels, reduction="none") * w).sum() / w.sum()
         detached = logits.detach()
         own = detached.gather(1, labels[:, None]).squeeze(1)
         others = detached.scatter(1, labels[:, None], float("-inf")).amax(1)
@@ -177,6 +197,18 @@ class TextClassification(Task):
         write_predictions(
             run_dir / "predictions" / f"{split.name}.jsonl", split, evaluation.outputs, self.labels
         )
+
+    def finish(self, run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, Any], list[Finding]]:
+        """The evaluation suite (eval.suite: slices, calibration, robustness, latency, explanations,
+        baseline) through one predict function; it writes evaluation/*.json and model/calibration.json."""
+        from tunesmith.evaluation import suite
+
+        assert self.bundle is not None
+        handle = suite.handle_for_model(
+            model, self.tokenizer, self.labels, self.recipe.model.max_length, run_dir / "model"
+        )
+        summary, findings = suite.run_suite(run_dir, self.recipe, self.bundle, handle)
+        return {"evaluation": summary}, findings
 
     def save(self, run_dir: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> Path:
         return save_model(run_dir, model, self.tokenizer, self.recipe, metrics)
