@@ -66,7 +66,11 @@ def test_class_weights_and_schedules_run(recipe_dict: dict[str, Any]) -> None:
         result = run(recipe_from_dict(recipe_dict), quiet=True)
         lrs = [s["lr"] for s in _records(result.run_dir, "step")]
         assert lrs and all(lr > 0 for lr in lrs)
-        assert len(lrs) == result.metrics["steps"] // recipe_dict["train"]["log_every"]
+        every, steps = recipe_dict["train"]["log_every"], result.metrics["steps"]
+        # step 1, then every log_every steps
+        assert [r["step"] for r in _records(result.run_dir, "step")] == sorted(
+            {1, *range(every, steps + 1, every)}
+        )
 
 
 def test_schedule_shapes() -> None:

@@ -154,7 +154,7 @@ def test_findings_and_report_written_and_rewritten(real_run: RunResult, tmp_path
 
 
 EXPECTED_PLOTS = ["step-loss", "epoch-loss", "epoch-metrics", "lr", "grad-flow", "update-ratio", "grad-norm",
-                  "confusion-validation", "confusion-test"]  # fmt: skip
+                  "confusion-validation", "confusion-test", "cartography"]  # fmt: skip
 
 
 @needs_browser
