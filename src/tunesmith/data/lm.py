@@ -22,7 +22,6 @@ from typing import Any
 
 import pandas as pd
 
-from tunesmith.data import formats
 from tunesmith.data.messages import describe_rows, list_names
 from tunesmith.errors import UserError
 
@@ -78,23 +77,9 @@ class EncodedLM:
 
 def read_lm_file(path: str | Path, name: str = "train") -> pd.DataFrame:
     """Read a CSV / TSV / JSONL / JSON / Parquet file as a raw DataFrame (the shared readers' errors)."""
-    file = Path(path).expanduser()
-    src = f"data.{name}: {path}"
-    if not file.is_file():
-        raise UserError(f"{src} does not exist or is not a file; set data.{name} to a data file.")
-    suffix = file.suffix.lower()
-    if suffix not in formats.SUPPORTED:
-        supported = ", ".join(formats.SUPPORTED)
-        raise UserError(f"{src} has an unsupported extension '{file.suffix}'; use one of {supported}.")
-    data = file.read_bytes()
-    if not data.strip():
-        raise UserError(f"{src} is empty; point data.{name} at a file with data rows.")
-    if suffix == ".parquet":
-        return formats.read_parquet(data, src)
-    text = formats.decode_utf8(data, src)
-    if suffix in (".csv", ".tsv"):
-        return formats.read_delimited(text, suffix, src)
-    return formats.read_json(text, src)
+    from tunesmith.data.loaders import read_file
+
+    return read_file(str(path), name, f"data.{name}: {path}")
 
 
 def detect_kind(columns: Sequence[str]) -> str:

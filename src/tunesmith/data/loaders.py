@@ -30,7 +30,7 @@ def read_table(path: str, name: str, text: str, label: str, group: str | None = 
     and row (0-based data-row position in the file).
     """
     src = f"data.{name}: {path}"
-    raw = _read_builtin(path, src) if path.startswith(BUILTIN_PREFIX) else _read_file(path, name, src)
+    raw = _read_builtin(path, src) if path.startswith(BUILTIN_PREFIX) else read_file(path, name, src)
     mapping = {TEXT: text, LABEL: label} | ({GROUP: group} if group is not None else {})
     frame = _map_columns(raw, mapping, path, name)
     _check_labels_present(frame, label, src)
@@ -40,7 +40,7 @@ def read_table(path: str, name: str, text: str, label: str, group: str | None = 
 def read_raw(path: str, option: str) -> pd.DataFrame:
     """The file's columns as they are (no mapping): for options that name other columns (eval.slices)."""
     src = f"{option}: {path}"
-    return _read_builtin(path, src) if path.startswith(BUILTIN_PREFIX) else _read_file(path, option, src)
+    return _read_builtin(path, src) if path.startswith(BUILTIN_PREFIX) else read_file(path, option, src)
 
 
 def _read_builtin(path: str, src: str) -> pd.DataFrame:
@@ -49,7 +49,8 @@ def _read_builtin(path: str, src: str) -> pd.DataFrame:
     return demo_table(BUILTIN_DATASETS[path])
 
 
-def _read_file(path: str, name: str, src: str) -> pd.DataFrame:
+def read_file(path: str, name: str, src: str) -> pd.DataFrame:
+    """A data file's columns as they are; UserError (naming `src`) for a missing, empty or unreadable file."""
     file = Path(path).expanduser()
     _check_is_file(file, path, name, src)
     suffix = file.suffix.lower()
