@@ -68,7 +68,9 @@ def test_flipped_labels_found_with_minilm_embeddings() -> None:
         {"train": table("train", rows)}, AuditConfig(), embedder=minilm_embedder(max_length=64)
     )
     precision, recall = precision_recall(flagged(report.findings, "audit.label_errors"), flipped)
-    assert precision >= 0.7 and recall >= 0.7, (precision, recall)
+    # The check flags a row when its given label gets under 10% out-of-fold probability: it trades recall
+    # for precision (on the real drug reviews its F1 is 1.3x cleanlab's, benchmarks/label_errors.py).
+    assert precision >= 0.9 and recall >= 0.6, (precision, recall)
 
 
 def test_doctor_command_with_label_errors(tmp_path: Path) -> None:
