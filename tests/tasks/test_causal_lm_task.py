@@ -173,3 +173,14 @@ def test_the_causal_lm_example_is_a_valid_recipe() -> None:
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "examples" / "causal-lm.yaml")
     assert recipe.task == "causal-lm" and recipe.data.packing and recipe.eval.metric == "perplexity"
     make_task(recipe)  # every setting in it is one the task accepts
+
+
+def test_perplexity_is_minimised_everywhere() -> None:
+    from tunesmith.training.callbacks.early_stopping import EarlyStopping
+    from tunesmith.tuning.search import direction
+
+    assert (
+        not EarlyStopping("perplexity", 2).higher_is_better and EarlyStopping("macro_f1", 2).higher_is_better
+    )
+    recipe = recipe_from_dict({"task": "causal-lm", "data": {"train": "x.jsonl"}})
+    assert recipe.eval.metric == "perplexity" and direction(recipe) == "minimize"

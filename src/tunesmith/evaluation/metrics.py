@@ -8,6 +8,9 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
+# Metrics where smaller is better (every other eval.metric is maximised): early stopping, tune, compare.
+LOWER_IS_BETTER = frozenset({"loss", "perplexity"})
+
 
 def classification_metrics(
     y_true: Sequence[int], y_pred: Sequence[int], labels: list[str], loss: float | None = None

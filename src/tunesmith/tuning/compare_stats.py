@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tunesmith.evaluation.metrics import LOWER_IS_BETTER
 from tunesmith.tuning.stats import (
     bootstrap_ci,
     bootstrap_mean_ci,
@@ -73,7 +74,7 @@ def leaderboard(
             "peak_memory_mb": max(memory) if memory else None, "trainable_params": v.trainable_params,
             "total_params": v.total_params,
         })  # fmt: skip
-    return sorted(rows, key=lambda r: r["mean"], reverse=metric != "loss")
+    return sorted(rows, key=lambda r: r["mean"], reverse=metric not in LOWER_IS_BETTER)
 
 
 def pairwise(
@@ -121,7 +122,7 @@ def pairwise(
             p["decided_by"] = primary
             p["p_holm"] = p[primary]["p_holm"]
             p["significant"] = bool(p["p_holm"] < alpha)
-            better = p["diff"] > 0 if metric != "loss" else p["diff"] < 0
+            better = p["diff"] > 0 if metric not in LOWER_IS_BETTER else p["diff"] < 0
             p["better"] = p["a"] if better else p["b"]
     return pairs
 

@@ -30,6 +30,7 @@ from optuna.trial import TrialState
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe, SearchParam
 from tunesmith.errors import UserError
+from tunesmith.evaluation.metrics import LOWER_IS_BETTER
 from tunesmith.outputs import resolve_run_dir, write_json
 from tunesmith.training.callbacks.base import Callback, TrainContext
 from tunesmith.tuning import space as sp
@@ -70,7 +71,7 @@ class PruningCallback(Callback):
 
 
 def direction(recipe: Recipe) -> str:
-    return "minimize" if recipe.eval.metric == "loss" else "maximize"
+    return "minimize" if recipe.eval.metric in LOWER_IS_BETTER else "maximize"
 
 
 def default_storage(root: Path) -> str:

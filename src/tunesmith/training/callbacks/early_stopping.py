@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tunesmith.evaluation.metrics import LOWER_IS_BETTER
 from tunesmith.training.callbacks.base import Callback, TrainContext
 
 
@@ -14,7 +15,7 @@ class EarlyStopping(Callback):
         self.metric = metric
         self.patience = patience
         self.min_delta = min_delta
-        self.higher_is_better = metric != "loss"
+        self.higher_is_better = metric not in LOWER_IS_BETTER
         self.best: float | None = None
         self.best_epoch: int | None = None
         self.wait = 0
