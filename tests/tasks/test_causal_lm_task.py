@@ -184,3 +184,10 @@ def test_perplexity_is_minimised_everywhere() -> None:
     )
     recipe = recipe_from_dict({"task": "causal-lm", "data": {"train": "x.jsonl"}})
     assert recipe.eval.metric == "perplexity" and direction(recipe) == "minimize"
+
+
+def test_demo_with_an_unknown_task_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--task", "vision", "--quiet"])
+    assert result.exit_code == 2 and "--task: 'vision' has no demo" in result.output
+    assert not (tmp_path / "runs").exists()
