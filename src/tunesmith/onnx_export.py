@@ -89,25 +89,33 @@ def export_onnx_file(model: torch.nn.Module, tokenizer: Any, path: Path, *, int8
     return path
 
 
-def onnx_predictor(path: Path, tokenizer: Any, max_length: int, batch_size: int = 32):  # type: ignore[no-untyped-def]
-    """texts -> probabilities through onnxruntime (CPU), the same shape as the suite's Predictor."""
+def onnx_session(path: Path):  # type: ignore[no-untyped-def]
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_predictor(path: Path, tokenizer: Any, max_length: int, batch_size: int = 32, session: Any = None):  # type: ignore[no-untyped-def]
+    """texts -> probabilities through onnxruntime (CPU), the same shape as the suite's Predictor: batched
+    by length like the PyTorch predictor, so both pad alike; input order kept. `session` reuses a loaded one."""
+    session = session if session is not None else onnx_session(path)
     names = [i.name for i in session.get_inputs()]
 
     def predict(texts: list[str]) -> np.ndarray:
-        out = []
-        for start in range(0, len(texts), batch_size):
-            batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length,
-                              padding=True, return_tensors="np")  # fmt: skip
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for start in range(0, len(order), batch_size):
+            ids = order[start : start + batch_size]
+            batch = tokenizer([texts[i] for i in ids], truncation=True, max_length=max_length, padding=True,
+                              return_tensors="np")  # fmt: skip
             logits = session.run(["logits"], {n: batch[n].astype(np.int64) for n in names})[0]
             logits = logits - logits.max(axis=1, keepdims=True)
             e = np.exp(logits)
-            out.append(e / e.sum(axis=1, keepdims=True))
-        return np.concatenate(out) if out else np.zeros((0, 0))
+            for i, row in zip(ids, e / e.sum(axis=1, keepdims=True), strict=True):
+                out[i] = row
+        return np.stack(out) if texts else np.zeros((0, 0))
 
     return predict
 

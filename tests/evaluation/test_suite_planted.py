@@ -58,7 +58,7 @@ def marker_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> An
         "data": {"train": _tsv(tmp / "train.tsv", marker_rows(240, 1)), "test": _tsv(tmp / "test.tsv", marker_rows(80, 2)),
                  "text": "review", "label": "rating", "group": "condition"},
         "train": {"epochs": 6, "batch_size": 16, "lr": 2e-3, "precision": "fp32", "early_stopping": {"patience": None}},
-        "eval": {"suite": ["robustness", "explanations", "calibration"]},
+        "eval": {"suite": ["robustness", "explanations", "calibration"], "perturb_examples": 60},
         "output": {"dir": str(tmp / "runs"), "name": "marker"}, "audit": {"gate": "off"},
     }, "test recipe")  # fmt: skip
     return run(recipe, quiet=True)
@@ -83,6 +83,9 @@ def test_changing_the_marker_flips_predictions(marker_run: Any) -> None:
     assert numbers["flip_rate"] > 0.5 and numbers["flip_rate_ci"][0] > 0.05
     assert numbers["examples"] and numbers["examples"][0]["before"] != numbers["examples"][0]["after"]
     assert robustness["perturbations"]["whitespace"]["flip_rate"] < 0.2  # a harmless edit stays harmless
+    # eval.perturb_examples bounds the cost: 60 of the 80 test texts, stratified, are perturbed
+    assert robustness["n"] == 80 and robustness["perturbed_texts"] == 60
+    assert max(p["applicable"] for p in robustness["perturbations"].values()) == 60
     finding = next(f for f in marker_run.findings if f.id == "evaluation.robustness")
     assert "numbers" in finding.evidence
     assert robustness["edge_cases"]["emoji_only"]["n"] > 0
@@ -190,6 +193,8 @@ def test_latency_times_every_variant_and_the_pipeline_anchor(marker_run: Any) ->
     assert {"pytorch-fp32", "pytorch-int8", "onnx-fp32", "onnx-int8"} <= set(variants)
     for v in variants.values():
         assert 0 < v["p50_ms"] <= v["p95_ms"] <= v["p99_ms"] and set(v["throughput"]) == {"1", "8", "32"}
+        # each variant's own memory while it predicts: at least the process it runs in, never the suite's total
+        assert 0 < v["peak_memory_mb"] <= latency["peak_memory_mb"] + 1 and v["working_memory_mb"] >= 0
     assert variants["onnx-fp32"]["agreement"] >= 0.99
     assert abs(variants["onnx-fp32"]["macro_f1"] - variants["pytorch-fp32"]["macro_f1"]) < 0.02
     assert latency["anchor"]["name"] == "transformers.pipeline" and latency["anchor"]["p50_ms"] > 0

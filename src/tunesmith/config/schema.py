@@ -206,6 +206,11 @@ class EvalConfig(Section):
     max_examples: PositiveInt = Field(
         200, description="evaluation examples the suite uses (a seeded sample beyond), bounding its cost"
     )
+    perturb_examples: PositiveInt = Field(
+        100,
+        description="texts each robustness perturbation is applied to (a seeded stratified sample of "
+        "the evaluation examples): each one costs a prediction per perturbation",
+    )
     slices: list[str] | None = Field(
         None, description="columns to slice the evaluation by; null: data.group (plus text-length quartiles)"
     )

@@ -145,7 +145,7 @@ def latency(r: dict[str, Any], specs: Plots) -> Markup:
         "Batch-1 p50 latency against macro-F1 (dotted: transformers.pipeline)", "p50 latency (ms)", "macro-F1",
         x={"type": "log"}, hovermode="closest", shapes=shapes)}  # fmt: skip
     rows = [[v["name"], v["p50_ms"], v["p95_ms"], v["p99_ms"], *[v["throughput"].get(b) for b in ("1", "8", "32")],
-             v["size_mb"], v["macro_f1"], v.get("agreement")] for v in variants]  # fmt: skip
+             v["size_mb"], v.get("peak_memory_mb"), v["macro_f1"], v.get("agreement")] for v in variants]  # fmt: skip
     if anchor:
         rows.append(
             [
@@ -153,6 +153,7 @@ def latency(r: dict[str, Any], specs: Plots) -> Markup:
                 anchor.get("p50_ms"),
                 anchor.get("p95_ms"),
                 anchor.get("p99_ms"),
+                None,
                 None,
                 None,
                 None,
@@ -170,11 +171,13 @@ def latency(r: dict[str, Any], specs: Plots) -> Markup:
         "@8",
         "@32",
         "size MB",
+        "peak RSS MB",
         "macro-F1",
         "agreement",
     ]
-    return join([plot("latency"), table(head, rows), tag("p", f"Device {r.get('device')}; peak memory "
-                                                             f"{r.get('peak_memory_mb') or 0:.0f} MB.", class_="note")])  # fmt: skip
+    return join([plot("latency"), table(head, rows), tag("p", f"Device {r.get('device')}; peak RSS MB: the "
+                                                             "process's resident memory while the variant predicts "
+                                                             f"(whole suite: {r.get('peak_memory_mb') or 0:.0f} MB).", class_="note")])  # fmt: skip
 
 
 def _heat(tokens: list[str], scores: list[float]) -> Markup:

@@ -41,6 +41,22 @@ def result_scalars(metrics: dict[str, Any], findings: list[Finding]) -> dict[str
     }
     for severity in ("error", "warning", "info"):
         values[f"findings/{severity}"] = float(sum(f.severity == severity for f in findings))
+    return values | evaluation_scalars(metrics.get("evaluation") or {})
+
+
+def evaluation_scalars(summary: dict[str, Any]) -> dict[str, float]:
+    """The evaluation suite's headline numbers (metrics.json `evaluation`) as `evaluation/<check>/<path>`,
+    e.g. `evaluation/calibration/ece`, `evaluation/robustness/flip_rate/typo`."""
+    values: dict[str, float] = {}
+
+    def walk(node: Any, name: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, f"{name}/{key}")
+        elif isinstance(node, int | float) and not isinstance(node, bool):
+            values[name] = float(node)
+
+    walk(summary.get("checks") or {}, "evaluation")
     return values
 
 
@@ -63,6 +79,11 @@ class Tracker(Callback):
 
     def abort(self, error: BaseException) -> None:
         """The run failed (or was interrupted): close, recording why where the tracker can."""
+
+    def log_evaluation(
+        self, run_dir: Path, summary: dict[str, Any], findings: list[Finding], step: int
+    ) -> None:
+        """`tunesmith evaluate` on a finished run: its suite numbers and files, into the run's own store."""
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -4,7 +4,8 @@ The store is `sqlite:///RUN_DIR/mlflow.db` unless MLFLOW_TRACKING_URI says other
 --backend-store-uri sqlite:///RUN_DIR/mlflow.db` opens it). The run id is checkpointed so a resumed run
 keeps logging into the same MLflow run. The final validation / test metrics (`test/macro_f1`...) and the
 number of findings per severity are logged as metrics, findings.json, metrics.json and report.html as
-artifacts; a run that raises is marked FAILED (KILLED when interrupted).
+artifacts; a run that raises is marked FAILED (KILLED when interrupted). `tunesmith evaluate` finds the run
+by its `tunesmith.run_dir` tag and adds the suite's numbers (`evaluation/...`) and evaluation/*.json.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunesmith.findings import Finding
-from tunesmith.tracking.common import Tracker, flatten, metric_name, recipe_dict, result_scalars, scalars
+from tunesmith.tracking.common import (
+    Tracker,
+    evaluation_scalars,
+    flatten,
+    metric_name,
+    recipe_dict,
+    result_scalars,
+    scalars,
+)
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -26,6 +35,7 @@ EXPERIMENT = "tunesmith"
 _PARAM_VALUE_LIMIT = 500  # the smallest limit across MLflow versions and backends
 _TAG_VALUE_LIMIT = 5000  # MLflow's limit on a tag value
 _ARTIFACTS = ("findings.json", "metrics.json", "report.html")
+RUN_DIR_TAG = "tunesmith.run_dir"  # how `tunesmith evaluate` finds the MLflow run of a run directory
 _BATCH = 900  # MLflow accepts at most 1000 metrics / 100 params per log_batch
 
 
@@ -64,7 +74,7 @@ class MLflowTracker(Tracker):
             experiment_id = experiment.experiment_id
         recipe = recipe_dict(ctx.recipe)
         run_name = str(recipe.get("output", {}).get("name") or run_dir.name)
-        run = client.create_run(experiment_id, run_name=run_name, tags={"tunesmith.run_dir": str(run_dir)})
+        run = client.create_run(experiment_id, run_name=run_name, tags={RUN_DIR_TAG: str(run_dir.resolve())})
         self.run_id = run.info.run_id
         self._log_params(flatten(recipe))
 
@@ -107,6 +117,32 @@ class MLflowTracker(Tracker):
             if (run_dir / name).is_file():
                 self._client.log_artifact(self.run_id, str(run_dir / name))
         self._finish("FINISHED")
+
+    def log_evaluation(
+        self, run_dir: Path, summary: dict[str, Any], findings: list[Finding], step: int
+    ) -> None:
+        from mlflow.tracking import MlflowClient
+
+        uri = (
+            self.tracking_uri
+            or os.environ.get("MLFLOW_TRACKING_URI")
+            or f"sqlite:///{run_dir.resolve()}/mlflow.db"
+        )
+        self._client = MlflowClient(tracking_uri=uri)
+        experiment = self._client.get_experiment_by_name(self.experiment)
+        found = self._client.search_runs(
+            [experiment.experiment_id], f"tags.`{RUN_DIR_TAG}` = '{run_dir.resolve()}'", max_results=1
+        ) if experiment is not None else []  # fmt: skip
+        if not found:  # trained without MLflow, or its store moved: nothing to add to
+            self._client = None
+            return
+        self.run_id = found[0].info.run_id
+        self._log_metrics(evaluation_scalars(summary), step)
+        self._client.set_tag(self.run_id, "tunesmith.evaluation_findings",
+                             (", ".join(dict.fromkeys(f.id for f in findings)) or "none")[:_TAG_VALUE_LIMIT])  # fmt: skip
+        if (run_dir / "evaluation").is_dir():
+            self._client.log_artifacts(self.run_id, str(run_dir / "evaluation"), artifact_path="evaluation")
+        self._client = None
 
     def abort(self, error: BaseException) -> None:
         self._finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")

@@ -1,7 +1,8 @@
 """TensorBoard: event files under RUN_DIR/tensorboard (`tensorboard --logdir RUN_DIR/tensorboard`).
 
 Step and epoch metrics while training; at the end the final validation / test metrics (`test/macro_f1`...),
-the number of findings per severity, and the findings as text.
+the evaluation suite's numbers (`evaluation/...`), the number of findings per severity, and the findings as
+text. `tunesmith evaluate` adds its numbers to the same directory.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import yaml
 from tunesmith.findings import Finding
 from tunesmith.tracking.common import (
     Tracker,
+    evaluation_scalars,
     findings_markdown,
     metric_name,
     recipe_dict,
@@ -67,6 +69,19 @@ class TensorBoardTracker(Tracker):
             self._writer.add_scalar(name, value, step)
         self._writer.add_text("findings", findings_markdown(findings), step)
         self._close()
+
+    def log_evaluation(
+        self, run_dir: Path, summary: dict[str, Any], findings: list[Finding], step: int
+    ) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(
+            log_dir=str(self.log_dir or run_dir / "tensorboard")
+        )  # a new event file beside
+        for name, value in evaluation_scalars(summary).items():
+            writer.add_scalar(name, value, step)
+        writer.add_text("evaluation/findings", findings_markdown(findings), step)
+        writer.close()
 
     def abort(self, error: BaseException) -> None:
         self._close()  # what was logged until the failure stays readable

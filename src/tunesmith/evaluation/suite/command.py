@@ -113,6 +113,11 @@ def evaluate_run(
     group: str | None = None, only: list[str] | None = None, out: Path | None = None,
 ) -> tuple[dict[str, Any], list[Finding], Path]:  # fmt: skip
     recipe = _finished_run(run_dir)
+    from tunesmith.tracking import make_trackers
+
+    trackers = (
+        make_trackers(list(recipe.report_to)) if out is None else []
+    )  # a missing package: before any work
     names = resolve_checks(only, "--only") if only else resolve_checks(recipe.eval.suite)
     target = (out or run_dir / "evaluation").expanduser()
     _check_out(target, run_dir)
@@ -170,6 +175,9 @@ def evaluate_run(
     tmp.rmdir()
     if in_run:
         _update_run(run_dir, summary, findings)
+        steps = int(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("steps") or 0)
+        for tracker in trackers:  # the run's own stores get the new numbers at the run's last step
+            tracker.log_evaluation(run_dir, summary, findings, steps)
     return summary, findings, target
 
 

@@ -62,16 +62,20 @@ class Context:
 
 def sample(data: EvalSet, limit: int, seed: int) -> EvalSet:
     """At most `limit` examples, a seeded sample stratified by label so rare classes keep their share."""
-    if len(data) <= limit:
-        return data
+    return data if len(data) <= limit else data.subset(sample_index(data.labels, limit, seed))
+
+
+def sample_index(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """Sorted positions of at most `limit` examples, stratified by label (all of them when few enough)."""
+    if len(labels) <= limit:
+        return np.arange(len(labels))
     rng = np.random.default_rng(seed)
     picks: list[int] = []
-    for label in np.unique(data.labels):
-        members = np.flatnonzero(data.labels == label)
-        take = max(1, round(limit * len(members) / len(data)))
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        take = max(1, round(limit * len(members) / len(labels)))
         picks += rng.choice(members, size=min(take, len(members)), replace=False).tolist()
-    picks = sorted(picks)[:limit] if len(picks) > limit else sorted(picks)
-    return data.subset(np.asarray(picks))
+    return np.asarray(sorted(picks)[:limit], dtype=np.int64)
 
 
 def ci(values: np.ndarray, confidence: float = 0.95) -> list[float]:

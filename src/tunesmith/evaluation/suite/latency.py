@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import torch
 
 from tunesmith.evaluation.suite.context import Context, Result
@@ -23,8 +25,7 @@ from tunesmith.tuning.stats import classification_score
 
 LATENCY_TEXTS = 30  # batch-1 calls timed per variant (after WARMUP)
 WARMUP = 3
-BATCHES = (1, 8, 32)
-THROUGHPUT_TEXTS = 64
+THROUGHPUT_TEXTS = 32  # texts timed at batch 8 (batch 32 is timed on the whole evaluation set, batch 1 above)
 SPEEDUP = 1.5
 MAX_F1_LOSS = 0.005
 
@@ -38,18 +39,66 @@ def _time_batch1(predict: Callable[[list[str]], Any], texts: list[str]) -> dict[
         predict([text])
         times.append((time.perf_counter() - start) * 1000.0)
     p50, p95, p99 = np.percentile(times, [50, 95, 99])
-    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "calls": len(times)}
+    return {"p50_ms": float(p50), "p95_ms": float(p95), "p99_ms": float(p99), "mean_ms": float(np.mean(times)),
+            "calls": len(times)}  # fmt: skip
 
 
-def _throughput(make: Callable[[int], Predictor], texts: list[str]) -> dict[str, float]:
-    out = {}
-    for batch in BATCHES:
-        predict = make(batch)
-        predict(texts[:batch])  # warm-up
-        start = time.perf_counter()
-        predict(texts)
-        out[str(batch)] = len(texts) / (time.perf_counter() - start)
-    return out
+def _timed(predict: Predictor, texts: list[str]) -> tuple[np.ndarray, float]:
+    """(probabilities, texts per second), after a warm-up call on the first few texts."""
+    predict(texts[:WARMUP])
+    start = time.perf_counter()
+    probs = predict(texts)
+    return probs, len(texts) / max(time.perf_counter() - start, 1e-9)
+
+
+class PeakRss:
+    """The process's resident memory while a block runs, sampled every few milliseconds by a thread.
+
+    ru_maxrss only ever grows, so it cannot tell one variant's peak from the previous one's; sampling the
+    current RSS can. On CUDA the allocator's own peak counter is exact and is used instead."""
+
+    def __init__(self, device: torch.device, every_s: float = 0.005) -> None:
+        self.device, self.every_s = device, every_s
+        self.start_mb = self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    def _rss_mb(self) -> float:
+        return float(psutil.Process().memory_info().rss) / 2**20
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.start_mb = torch.cuda.memory_allocated(self.device) / 2**20
+            return self
+        self.start_mb = self.peak_mb = self._rss_mb()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            self.peak_mb = torch.cuda.max_memory_allocated(self.device) / 2**20
+            return
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+
+def _measure(make: Callable[[int], Predictor], data_texts: list[str], latency_texts: list[str],
+             pool: list[str], device: torch.device) -> dict[str, Any]:  # fmt: skip
+    """One variant: its predictions on the evaluation set (timed: throughput at batch 32), throughput at
+    batch 8, batch-1 latency (whose mean gives throughput at batch 1), and its memory while it predicts."""
+    with PeakRss(device) as memory:
+        probs, at32 = _timed(make(32), data_texts)
+        _, at8 = _timed(make(8), pool)
+        latency = _time_batch1(make(1), latency_texts)
+    return {**latency, "throughput": {"1": 1000.0 / max(latency["mean_ms"], 1e-9), "8": at8, "32": at32},
+            "peak_memory_mb": memory.peak_mb, "working_memory_mb": max(0.0, memory.peak_mb - memory.start_mb),
+            "_probs": probs}  # fmt: skip
 
 
 def _size_mb(path: Path) -> float:
@@ -68,7 +117,7 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
         return {"skipped": "the model handle has no network to time (this task's predict function only)"}, []
     import onnxruntime  # noqa: F401  (ImportError -> the suite notes the missing extra)
 
-    from tunesmith.onnx_export import export_onnx_file, onnx_predictor
+    from tunesmith.onnx_export import export_onnx_file, onnx_predictor, onnx_session
     from tunesmith.training.precision import resolve_precision
 
     data, k, tok, max_len = ctx.eval_set, len(ctx.labels), handle.tokenizer, handle.max_length
@@ -93,29 +142,30 @@ def check_latency(ctx: Context) -> tuple[Result, list[Finding]]:
         for name, model in torch_variants.items():
             makers[name] = lambda b, m=model: text_predictor(m, tok, max_len, b)  # type: ignore[misc]
             sizes[name] = _torch_size(model, tmp, name)
-        for name, int8 in (("onnx-fp32", False), ("onnx-int8", True)):
-            path = export_onnx_file(fp32, tok, tmp / f"{name}.onnx", int8=int8)
-            makers[name] = lambda b, p=path: onnx_predictor(p, tok, max_len, b)  # type: ignore[misc]
-            sizes[name] = _size_mb(path)
         failed: list[dict[str, Any]] = []
+        for name, int8 in (("onnx-fp32", False), ("onnx-int8", True)):
+            try:  # one session per variant, shared by its batch sizes
+                path = export_onnx_file(fp32, tok, tmp / f"{name}.onnx", int8=int8)
+                session = onnx_session(path)
+            except Exception as exc:  # an export this architecture does not survive: recorded, not fatal
+                failed.append({"name": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
+                continue
+            makers[name] = lambda b, p=path, s=session: onnx_predictor(p, tok, max_len, b, s)  # type: ignore[misc]
+            sizes[name] = _size_mb(path)
         for name, make in makers.items():
             try:
-                pred = make(32)(data.texts).argmax(axis=1)
-                variants.append({
-                    "name": name, **_time_batch1(make(1), texts), "throughput": _throughput(make, pool),
-                    "size_mb": sizes[name], "agreement": None, "_pred": pred,
-                    "macro_f1": float(classification_score(data.labels, pred, k, "macro_f1")[0]),
-                })  # fmt: skip
-            except Exception as exc:  # an export this architecture does not survive: recorded, not fatal
+                measured = _measure(make, data.texts, texts, pool, device)
+            except Exception as exc:
                 if name.startswith("pytorch"):
                     raise
                 failed.append({"name": name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"})
-    base = variants[0]
+                continue
+            pred = measured.pop("_probs").argmax(axis=1)
+            variants.append({"name": name, **measured, "size_mb": sizes[name], "_pred": pred,
+                             "macro_f1": float(classification_score(data.labels, pred, k, "macro_f1")[0])})  # fmt: skip
+    base_pred = variants[0]["_pred"]
     for v in variants:
-        v["agreement"] = (
-            float(np.mean(v.pop("_pred") == base.get("_pred", v.get("_pred")))) if v is not base else 1.0
-        )
-    base.pop("_pred", None)
+        v["agreement"] = float(np.mean(v.pop("_pred") == base_pred))
     anchor = _pipeline_anchor(fp32, tok, max_len, texts)
     result: Result = {"failed": failed, "device": str(device), "split": data.name, "n": len(data), "latency_texts": len(texts),
                       "variants": variants, "anchor": anchor,

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.data import perturb
-from tunesmith.evaluation.suite.context import Context, Result, clip, proportion_ci
+from tunesmith.evaluation.suite.context import Context, Result, clip, proportion_ci, sample_index
 from tunesmith.findings import Finding
 
 EXAMPLES = 5
@@ -42,10 +42,12 @@ def check_robustness(ctx: Context) -> tuple[Result, list[Finding]]:
     base = ctx.probs()
     base_pred = base.argmax(axis=1)
     y = data.labels
+    # Each perturbation predicts its share of these texts again: eval.perturb_examples bounds that cost.
+    pool = sample_index(y, ctx.cfg.perturb_examples, ctx.seed).tolist()
     results: dict[str, Any] = {}
     for index, (name, fn) in enumerate(perturbations(ctx).items()):
         rng = np.random.default_rng(ctx.seed + index)
-        changed = [(i, new) for i, t in enumerate(data.texts) if (new := fn(t, rng)) != t]
+        changed = [(i, new) for i in pool if (new := fn(data.texts[i], rng)) != data.texts[i]]
         if not changed:
             results[name] = {
                 "applicable": 0,
@@ -68,7 +70,8 @@ def check_robustness(ctx: Context) -> tuple[Result, list[Finding]]:
             "augment_op": perturb.AUGMENT_OP.get(name), "examples": examples,
         }  # fmt: skip
         results[name]["accuracy_change"] = results[name]["accuracy_after"] - results[name]["accuracy_before"]
-    result: Result = {"split": data.name, "n": len(data), "seed": ctx.seed, "perturbations": results,
+    result: Result = {"split": data.name, "n": len(data), "perturbed_texts": len(pool), "seed": ctx.seed,
+                      "perturbations": results,
                       "edge_cases": edge_cases(ctx, base_pred)}  # fmt: skip
     return result, _findings(results, ctx)
 
