@@ -18,6 +18,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from tunesmith.errors import UserError
+from tunesmith.training.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE
+from tunesmith.training.preemption import Preempted
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -46,6 +48,9 @@ def user_errors(fn: F) -> F:
             for line in str(exc).splitlines():
                 err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=UserError.exit_code) from None
+        except Preempted as exc:  # SIGTERM: the checkpoint is written; a requeued --resume continues
+            err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=PREEMPTED_EXIT_CODE) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; continue with `tunesmith run RECIPE --resume`.")
             raise typer.Exit(code=130) from None
@@ -113,6 +118,8 @@ def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: boo
     from tunesmith.tasks.registry import TASKS
 
     result = run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
+    if result.already_finished:
+        console.print(f"{result.run_dir} is finished; nothing to resume, nothing changed.", soft_wrap=True)
     m = result.metrics
     columns = TASKS[recipe.task].summary_columns
     table = Table(title=f"{recipe.output.name}: best epoch {m['best_epoch']} of {m['epochs_run']}")

@@ -27,7 +27,7 @@ from tunesmith.errors import UserError
 from tunesmith.findings import Finding
 from tunesmith.forgetting import control as forgetting
 from tunesmith.models.loader import count_parameters
-from tunesmith.outputs import check_run_dir, resolve_run_dir, write_json
+from tunesmith.outputs import check_run_dir, finished_run_files, holds_run, resolve_run_dir, write_json
 from tunesmith.report import render_report
 from tunesmith.strategies.registry import get_strategy
 from tunesmith.tasks.base import Encoded, Task
@@ -51,6 +51,7 @@ class RunResult:
     metrics: dict[str, Any]
     outcome: TrainOutcome | None
     findings: list[Finding] = field(default_factory=list)
+    already_finished: bool = False  # --resume of a finished run: nothing was done or changed
 
 
 def make_accelerator(precision: str) -> Accelerator:
@@ -96,9 +97,13 @@ def run(
     recipe = with_balance_setting(recipe)  # data.balance: class-weights is train.class_weights: true
     run_dir = resolve_run_dir(recipe.output)
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    # --resume is idempotent for requeued jobs: nothing there yet starts the run, a finished run is left as is
+    resume = resume and holds_run(run_dir)
     if resume:
         recipe = lr_auto.recorded_lr(run_dir, recipe)  # lr: auto resumes with the lr its range test picked
         _check_resume_recipe(run_dir, recipe)
+        if (done := finished_run(run_dir)) is not None:
+            return done
     precision = resolve_precision(recipe.train.precision)
     task = make_task(recipe)
     strategy = get_strategy(recipe.strategy)
@@ -108,7 +113,8 @@ def run(
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
     retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
-    audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
+    continuing = resume and ckpt.latest_checkpoint(run_dir) is not None
+    audit = _audit(recipe, tables, tokenizer) if not continuing else None  # a resumed run keeps its audit
 
     # ---- the run directory ----
     if overwrite and run_dir.exists():
@@ -197,6 +203,17 @@ def run(
                 tracker.log_results(run_dir, metrics, findings, outcome.steps)
     accelerator.wait_for_everyone()
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
+
+
+def finished_run(run_dir: Path) -> RunResult | None:
+    """The recorded result of a run whose outputs are all written (report.html is the last), else None."""
+    files = finished_run_files(run_dir)
+    if files is None:
+        return None
+    metrics, findings = files
+    log.info("%s is finished; nothing to resume (start it again with --overwrite)", run_dir)
+    found = [Finding.from_dict(f) for f in findings]
+    return RunResult(run_dir=run_dir, metrics=metrics, outcome=None, findings=found, already_finished=True)
 
 
 def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:

@@ -24,8 +24,10 @@ from tunesmith.config.schema import Recipe
 from tunesmith.data.batching import LengthBucketBatcher
 from tunesmith.tasks.base import Encoded, Evaluation, Task
 from tunesmith.training import checkpoint as ckpt
+from tunesmith.training import distributed as dist
 from tunesmith.training.callbacks.base import Callback, TrainContext
 from tunesmith.training.optim import scale_learning_rate
+from tunesmith.training.preemption import Preempted, PreemptionWatch
 from tunesmith.training.progress import TrainProgress
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,12 @@ def train(
         events.append(record)
         log.warning("%s", message) if name.startswith("nan") else log.info("%s", message)
 
+    def preempt_now(since: float | None) -> None:  # SIGTERM: checkpoint (unless just written), then exit
+        if since is not None:
+            _add_time(state, since)
+            save(best_is_current=False)
+        raise Preempted(ckpt.latest_checkpoint(run_dir), state["step"])
+
     events: list[dict[str, Any]] = []
     if resume_from is None and recipe.eval.on_start:  # where validation starts: epoch 0, before any step
         start = _validate(task, model, val_data, recipe, accelerator)
@@ -168,7 +176,8 @@ def train(
     stop_reason: str | None = None
     # The step's running sums stay on the device; they are read on logged steps only.
     zero = torch.zeros((), dtype=torch.float64, device=device)
-    with progress:
+    preempt = False
+    with PreemptionWatch() as watch, progress:
         while state["epoch"] < cfg.epochs and stop_reason is None:
             epoch = state["epoch"]
             ctx.epoch = epoch
@@ -205,7 +214,8 @@ def train(
                     continue
                 # ---- one optimizer step: the one host read per step says whether it was finite ----
                 micro_in_step = 0
-                if not bool(step_finite.item()):
+                finite_step, preempt = dist.step_flags(step_finite, watch, accelerator)
+                if not finite_step:
                     step_finite.fill_(True)
                     optimizer.zero_grad(set_to_none=True)
                     stop_reason, good_state = _handle_nan(
@@ -213,6 +223,8 @@ def train(
                     )
                     if stop_reason:
                         break
+                    if preempt and not last_micro:
+                        preempt_now(epoch_start)
                     continue
                 for cb in callbacks:
                     cb.on_after_backward(ctx)
@@ -256,6 +268,8 @@ def train(
                     _add_time(state, epoch_start)
                     epoch_start = time.perf_counter()
                     save(best_is_current=False)
+                if preempt and not last_micro:  # on the epoch's last step: after its end-of-epoch checkpoint
+                    preempt_now(epoch_start)
             if stop_reason:
                 break
             # ---- end of epoch: evaluate, record, callbacks, best weights, checkpoint ----
@@ -288,6 +302,8 @@ def train(
             if stop_reason:
                 event("early_stop", stop_reason)
             save(best_is_current=state["best_epoch"] == epoch + 1)
+            if preempt and not stop_reason:
+                preempt_now(None)
     for cb in callbacks:
         cb.on_train_end(ctx)
     if best_weights is not None:
