@@ -83,12 +83,22 @@ def run_command(
         False, "--overwrite", help="replace a run already in the output directory"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    processes: int | None = typer.Option(
+        None, "--processes", min=1, help="train in N processes (DDP via accelerate launch): train.processes=N"
+    ),
 ) -> None:
     """Fine-tune a model as the recipe says; write runs/<name>/."""
     from tunesmith.config.loader import load_recipe
+    from tunesmith.launch import maybe_launch
 
     setup_logging(quiet)
-    _run_and_summarise(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite, quiet=quiet)
+    overrides = [*(overrides or []), *([f"train.processes={processes}"] if processes else [])]
+    loaded = load_recipe(recipe, overrides)
+    flags = [f for f, on in (("--resume", resume), ("--overwrite", overwrite), ("--quiet", quiet)) if on]
+    code = maybe_launch(loaded.train.processes, ["run", str(recipe), *overrides, *flags])
+    if code is not None:  # ran in train.processes processes under accelerate launch
+        raise typer.Exit(code=code)
+    _run_and_summarise(loaded, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
 @app.command("demo")
@@ -114,10 +124,13 @@ def demo_command(
 
 
 def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: bool) -> None:
+    from tunesmith.launch import is_main_process
     from tunesmith.run import run
     from tunesmith.tasks.registry import TASKS
 
     result = run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
+    if not is_main_process():  # several processes: the main one reports
+        return
     if result.already_finished:
         console.print(f"{result.run_dir} is finished; nothing to resume, nothing changed.", soft_wrap=True)
     m = result.metrics

@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
+from tunesmith import launch
 from tunesmith.audit import AuditReport, check_gate, run_audit
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
@@ -58,9 +59,9 @@ def make_accelerator(precision: str) -> Accelerator:
     # Accelerate keeps process-wide state; a fresh run in the same process (tests, tune, compare) may use
     # another precision, so reset it unless we are one of several launched processes.
     state = AcceleratorState._shared_state
-    if state and state.get("_num_processes", 1) <= 1:
+    if state and state.get("num_processes", 1) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=accelerate_mixed_precision(precision))
+    return Accelerator(mixed_precision=accelerate_mixed_precision(precision), cpu=launch.cpu_processes())
 
 
 def _check_resume_recipe(run_dir: Path, recipe: Recipe) -> None:
@@ -87,6 +88,7 @@ def run(
     extra_callbacks: list[Callback] | None = None,
 ) -> RunResult:
     make_task(recipe).check_model()  # max_length, blocks, module names vs the model's config: before any work
+    launch.check_run(recipe.train.processes, recipe.train.lr == "auto", bool(recipe.eval.cv))
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 
@@ -116,17 +118,20 @@ def run(
     continuing = resume and ckpt.latest_checkpoint(run_dir) is not None
     audit = _audit(recipe, tables, tokenizer) if not continuing else None  # a resumed run keeps its audit
 
-    # ---- the run directory ----
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # ---- the run directory (several processes: every one has checked its input, the main one writes) ----
+    launch.barrier()
     resume_from = ckpt.latest_checkpoint(run_dir) if resume else None
-    ckpt.remove_temporary(run_dir)
-    if resume_from is None:  # a fresh start (also a resume killed before its first checkpoint)
-        (run_dir / "history.jsonl").unlink(missing_ok=True)
-    (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
-    if audit is not None:
-        write_json(run_dir / "audit.json", audit.to_dict())
+    if launch.is_main_process():
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_temporary(run_dir)
+        if resume_from is None:  # a fresh start (also a resume killed before its first checkpoint)
+            (run_dir / "history.jsonl").unlink(missing_ok=True)
+        (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
+        if audit is not None:
+            write_json(run_dir / "audit.json", audit.to_dict())
+    launch.barrier()
 
     # ---- model, strategy, optimizer ----
     task.on_start(model)  # the starting model, measured before any step (a resume loads weights in train())
@@ -173,6 +178,7 @@ def run(
             "labels": bundle.labels, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
             "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
             "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
+            "world_size": accelerator.num_processes,
             "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
             "train_loop_s": loop_s, "validation_start": outcome.start_metrics,
             "data": {"train": len(bundle.train), "validation": len(bundle.validation),

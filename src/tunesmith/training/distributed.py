@@ -44,7 +44,8 @@ def gather_sums(sums: dict[str, torch.Tensor], accelerator: Accelerator) -> dict
     if accelerator.num_processes == 1:
         return sums
     combined: dict[str, torch.Tensor] = {}
-    for key, value in sums.items():
+    for key in sorted(sums):  # the same order everywhere (a resumed process has them in the checkpoint's)
+        value = sums[key]
         parts = [torch.empty_like(value) for _ in range(accelerator.num_processes)]
         dist.all_gather(parts, value.contiguous())
         if value.is_floating_point() and any(bool(torch.isnan(p).any()) for p in parts):

@@ -129,6 +129,8 @@ def train(
             resume_from, model=unwrapped, optimizer=optimizer, scheduler=scheduler
         )
         sums = {k: v.to(device) for k, v in task_sums.items()}
+        if not main:  # the main process saved every process's sums combined: they count once
+            sums = _new_sums(task, len(train_data), device)
         if (
             best_weights is None and state["best_epoch"] is not None
         ):  # saved at the best epoch's end: it is the model
@@ -140,13 +142,14 @@ def train(
     ctx.step, ctx.epoch = state["step"], state["epoch"]
 
     def save(best_is_current: bool) -> None:
+        task_state = dist.gather_sums(sums, accelerator)  # every process calls save: a collective
         if not main:
             return
         state["history_bytes"] = history.size()
         ckpt.save_checkpoint(
             run_dir, state["step"], model=accelerator.unwrap_model(model), optimizer=optimizer,
             scheduler=scheduler, state=state, callbacks={cb.name: cb.state_dict() for cb in callbacks},
-            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints, task_state=sums,
+            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints, task_state=task_state,
         )  # fmt: skip
 
     def event(name: str, message: str, **data: Any) -> None:
@@ -241,6 +244,9 @@ def train(
                 record: dict[str, Any] = {}
                 if logged:
                     elapsed = time.perf_counter() - window_start
+                    window_loss, window_n, window_tokens = dist.sum_windows(
+                        [window_loss, window_n, window_tokens], accelerator
+                    )
                     n = float(window_n.item())
                     record = {
                         "kind": "step", "step": state["step"],
@@ -274,13 +280,14 @@ def train(
                 break
             # ---- end of epoch: evaluate, record, callbacks, best weights, checkpoint ----
             _add_time(state, epoch_start)
+            all_sums = dist.gather_sums(sums, accelerator)  # several processes: the epoch's totals
             record = {
-                "kind": "epoch", "step": state["step"], "epoch": epoch + 1, **task.train_metrics(sums),
+                "kind": "epoch", "step": state["step"], "epoch": epoch + 1, **task.train_metrics(all_sums),
                 "time_s": state["train_time_s"],
-                "tokens_per_s": float(sums[TOKENS].item()) / max(state["epoch_time_s"], 1e-9),
+                "tokens_per_s": float(all_sums[TOKENS].item()) / max(state["epoch_time_s"], 1e-9),
             }  # fmt: skip
             if main:
-                task.epoch_end(run_dir, epoch, sums)
+                task.epoch_end(run_dir, epoch, all_sums)
             validation = _validate(task, model, val_data, recipe, accelerator)
             record.update(_val_keys(validation))
             record["peak_memory_mb"] = peak_memory_mb()
