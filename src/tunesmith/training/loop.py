@@ -77,6 +77,12 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
+def _rollback_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """nan_policy: rollback's last good weights, copied on the device they live on: no host copy and no
+    device sync on every logged step (the optimizer snapshot below stays on the device too)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     state = optimizer.state_dict()
     return {
@@ -175,7 +181,7 @@ def train(
     progress = TrainProgress(enabled=main and not quiet, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
     good_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     if cfg.nan_policy == "rollback":
-        good_state = (_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
+        good_state = (_rollback_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
     stop_reason: str | None = None
     # The step's running sums stay on the device; they are read on logged steps only.
     zero = torch.zeros((), dtype=torch.float64, device=device)
@@ -266,7 +272,7 @@ def train(
                     window_start = time.perf_counter()
                     if cfg.nan_policy == "rollback":
                         good_state = (
-                            _snapshot(accelerator.unwrap_model(model)),
+                            _rollback_snapshot(accelerator.unwrap_model(model)),
                             _optimizer_snapshot(optimizer),
                         )
                 progress.advance()
