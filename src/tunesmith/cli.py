@@ -18,6 +18,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from tunesmith.errors import UserError
+from tunesmith.training.preemption import EXIT_CODE as PREEMPTED_EXIT_CODE
+from tunesmith.training.preemption import Preempted
 
 F = TypeVar("F", bound=Callable[..., Any])
 console = Console()
@@ -46,6 +48,9 @@ def user_errors(fn: F) -> F:
             for line in str(exc).splitlines():
                 err_console.print(f"[bold red]error:[/] {line}", markup=True, highlight=False, soft_wrap=True)
             raise typer.Exit(code=UserError.exit_code) from None
+        except Preempted as exc:  # SIGTERM: the checkpoint is written; a requeued --resume continues
+            err_console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(code=PREEMPTED_EXIT_CODE) from None
         except KeyboardInterrupt:
             err_console.print("interrupted; continue with `tunesmith run RECIPE --resume`.")
             raise typer.Exit(code=130) from None
@@ -78,12 +83,22 @@ def run_command(
         False, "--overwrite", help="replace a run already in the output directory"
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+    processes: int | None = typer.Option(
+        None, "--processes", min=1, help="train in N processes (DDP via accelerate launch): train.processes=N"
+    ),
 ) -> None:
     """Fine-tune a model as the recipe says; write runs/<name>/."""
     from tunesmith.config.loader import load_recipe
+    from tunesmith.launch import maybe_launch
 
     setup_logging(quiet)
-    _run_and_summarise(load_recipe(recipe, overrides or []), resume=resume, overwrite=overwrite, quiet=quiet)
+    overrides = [*(overrides or []), *([f"train.processes={processes}"] if processes else [])]
+    loaded = load_recipe(recipe, overrides)
+    flags = [f for f, on in (("--resume", resume), ("--overwrite", overwrite), ("--quiet", quiet)) if on]
+    code = maybe_launch(loaded.train.processes, ["run", str(recipe), *overrides, *flags])
+    if code is not None:  # ran in train.processes processes under accelerate launch
+        raise typer.Exit(code=code)
+    _run_and_summarise(loaded, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
 @app.command("demo")
@@ -109,10 +124,15 @@ def demo_command(
 
 
 def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: bool) -> None:
+    from tunesmith.launch import is_main_process
     from tunesmith.run import run
     from tunesmith.tasks.registry import TASKS
 
     result = run(recipe, resume=resume, overwrite=overwrite, quiet=quiet)
+    if not is_main_process():  # several processes: the main one reports
+        return
+    if result.already_finished:
+        console.print(f"{result.run_dir} is finished; nothing to resume, nothing changed.", soft_wrap=True)
     m = result.metrics
     columns = TASKS[recipe.task].summary_columns
     table = Table(title=f"{recipe.output.name}: best epoch {m['best_epoch']} of {m['epochs_run']}")

@@ -40,8 +40,6 @@ def holds_run(run_dir: Path) -> bool:
 def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
     if resume and overwrite:
         raise UserError("--resume and --overwrite contradict each other; pass only one.")
-    if resume and not holds_run(run_dir):
-        raise UserError(f"--resume: {run_dir} holds no run to resume; drop --resume to start it.")
     if not resume and not overwrite and holds_run(run_dir):
         raise UserError(
             f"output: {run_dir} already holds a run; pass --resume to continue it, --overwrite to replace it, "
@@ -51,6 +49,18 @@ def check_run_dir(run_dir: Path, *, resume: bool, overwrite: bool) -> None:
         raise UserError(f"output: {run_dir} exists and is not a directory; set output.name to a new name.")
     if not run_dir.exists():
         check_creatable(run_dir, "output.dir")
+
+
+def finished_run_files(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """(metrics, findings) of a run whose outputs are all written, else None. report.html is written
+    after metrics.json and findings.json, so its presence means the run got to the end."""
+    paths = [run_dir / name for name in ("metrics.json", "findings.json", "report.html")]
+    if not all(p.is_file() for p in paths):
+        return None
+    try:
+        return json.loads(paths[0].read_text()), json.loads(paths[1].read_text())
+    except ValueError:  # written atomically, so only a hand-edited file gets here
+        return None
 
 
 def check_creatable(path: Path, key: str) -> None:

@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
+from tunesmith import launch
 from tunesmith.audit import AuditReport, check_gate, run_audit
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
@@ -27,7 +28,7 @@ from tunesmith.errors import UserError
 from tunesmith.findings import Finding
 from tunesmith.forgetting import control as forgetting
 from tunesmith.models.loader import count_parameters
-from tunesmith.outputs import check_run_dir, resolve_run_dir, write_json
+from tunesmith.outputs import check_run_dir, finished_run_files, holds_run, resolve_run_dir, write_json
 from tunesmith.report import render_report
 from tunesmith.strategies.registry import get_strategy
 from tunesmith.tasks.base import Encoded, Task
@@ -51,15 +52,16 @@ class RunResult:
     metrics: dict[str, Any]
     outcome: TrainOutcome | None
     findings: list[Finding] = field(default_factory=list)
+    already_finished: bool = False  # --resume of a finished run: nothing was done or changed
 
 
 def make_accelerator(precision: str) -> Accelerator:
     # Accelerate keeps process-wide state; a fresh run in the same process (tests, tune, compare) may use
     # another precision, so reset it unless we are one of several launched processes.
     state = AcceleratorState._shared_state
-    if state and state.get("_num_processes", 1) <= 1:
+    if state and state.get("num_processes", 1) <= 1:
         AcceleratorState._reset_state(reset_partial_state=True)
-    return Accelerator(mixed_precision=accelerate_mixed_precision(precision))
+    return Accelerator(mixed_precision=accelerate_mixed_precision(precision), cpu=launch.cpu_processes())
 
 
 def _check_resume_recipe(run_dir: Path, recipe: Recipe) -> None:
@@ -86,6 +88,7 @@ def run(
     extra_callbacks: list[Callback] | None = None,
 ) -> RunResult:
     make_task(recipe).check_model()  # max_length, blocks, module names vs the model's config: before any work
+    launch.check_run(recipe.train.processes, recipe.train.lr == "auto", bool(recipe.eval.cv))
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 
@@ -96,9 +99,13 @@ def run(
     recipe = with_balance_setting(recipe)  # data.balance: class-weights is train.class_weights: true
     run_dir = resolve_run_dir(recipe.output)
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
+    # --resume is idempotent for requeued jobs: nothing there yet starts the run, a finished run is left as is
+    resume = resume and holds_run(run_dir)
     if resume:
         recipe = lr_auto.recorded_lr(run_dir, recipe)  # lr: auto resumes with the lr its range test picked
         _check_resume_recipe(run_dir, recipe)
+        if (done := finished_run(run_dir)) is not None:
+            return done
     precision = resolve_precision(recipe.train.precision)
     task = make_task(recipe)
     strategy = get_strategy(recipe.strategy)
@@ -108,19 +115,23 @@ def run(
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
     retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
-    audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
+    continuing = resume and ckpt.latest_checkpoint(run_dir) is not None
+    audit = _audit(recipe, tables, tokenizer) if not continuing else None  # a resumed run keeps its audit
 
-    # ---- the run directory ----
-    if overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # ---- the run directory (several processes: every one has checked its input, the main one writes) ----
+    launch.barrier()
     resume_from = ckpt.latest_checkpoint(run_dir) if resume else None
-    ckpt.remove_temporary(run_dir)
-    if resume_from is None:  # a fresh start (also a resume killed before its first checkpoint)
-        (run_dir / "history.jsonl").unlink(missing_ok=True)
-    (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
-    if audit is not None:
-        write_json(run_dir / "audit.json", audit.to_dict())
+    if launch.is_main_process():
+        if overwrite and run_dir.exists():
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.remove_temporary(run_dir)
+        if resume_from is None:  # a fresh start (also a resume killed before its first checkpoint)
+            (run_dir / "history.jsonl").unlink(missing_ok=True)
+        (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
+        if audit is not None:
+            write_json(run_dir / "audit.json", audit.to_dict())
+    launch.barrier()
 
     # ---- model, strategy, optimizer ----
     task.on_start(model)  # the starting model, measured before any step (a resume loads weights in train())
@@ -167,6 +178,7 @@ def run(
             "labels": bundle.labels, "best_epoch": outcome.best_epoch, "epochs_run": outcome.epochs_run,
             "steps": outcome.steps, "stop_reason": outcome.stop_reason, "precision": precision,
             "device": str(accelerator.device), "trainable_params": trainable, "total_params": total,
+            "world_size": accelerator.num_processes,
             "trainable_pct": 100.0 * trainable / total, "train_time_s": outcome.train_time_s,
             "train_loop_s": loop_s, "validation_start": outcome.start_metrics,
             "data": {"train": len(bundle.train), "validation": len(bundle.validation),
@@ -197,6 +209,17 @@ def run(
                 tracker.log_results(run_dir, metrics, findings, outcome.steps)
     accelerator.wait_for_everyone()
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
+
+
+def finished_run(run_dir: Path) -> RunResult | None:
+    """The recorded result of a run whose outputs are all written (report.html is the last), else None."""
+    files = finished_run_files(run_dir)
+    if files is None:
+        return None
+    metrics, findings = files
+    log.info("%s is finished; nothing to resume (start it again with --overwrite)", run_dir)
+    found = [Finding.from_dict(f) for f in findings]
+    return RunResult(run_dir=run_dir, metrics=metrics, outcome=None, findings=found, already_finished=True)
 
 
 def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:

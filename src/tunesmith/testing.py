@@ -12,13 +12,14 @@ from tunesmith.models.registry import resolve_model_dir
 
 
 def make_tiny_bert(
-    out_dir: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0
+    out_dir: Path, *, layers: int = 2, hidden: int = 32, heads: int = 2, seed: int = 0, dropout: float = 0.1
 ) -> Path:
     """Save a random BERT (with the packaged MiniLM tokenizer) as a local Hugging Face model directory."""
     tokenizer = load_tokenizer(resolve_model_dir("minilm"))
     config = BertConfig(
         vocab_size=tokenizer.vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-        intermediate_size=hidden * 2, max_position_embeddings=512,
+        intermediate_size=hidden * 2, max_position_embeddings=512, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout,
     )  # fmt: skip
     torch.manual_seed(seed)
     BertModel(config).save_pretrained(out_dir, safe_serialization=True)

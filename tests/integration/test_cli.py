@@ -137,10 +137,6 @@ def test_output_name_cannot_escape(tmp_path: Path, recipe_dict: dict[str, Any]) 
     assert not (tmp_path / "elsewhere").exists() and not (tmp_path / "runs").exists()
 
 
-def test_resume_without_a_run(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
-    _fails_cleanly(["run", str(_write(tmp_path, recipe_dict)), "--resume"], "--resume", "no run")
-
-
 def test_predict_errors(tmp_path: Path) -> None:
     _fails_cleanly(["predict", str(tmp_path), "some text"], "no trained model")
     _fails_cleanly(["predict", str(tmp_path), "--file", str(tmp_path / "absent.txt")], "absent.txt")

@@ -176,6 +176,10 @@ class TrainConfig(Section):
         description="on a NaN/Inf loss: stop, skip the batch, or restore the last good state with half the lr",
     )
     max_rollbacks: PositiveInt = 3
+    processes: PositiveInt = Field(
+        1,
+        description="training processes on this machine (DDP through accelerate launch; one per GPU or core)",
+    )
 
 
 class EvalConfig(Section):

@@ -52,7 +52,8 @@ def headline(data: RunData) -> Markup:
         if isinstance(m.get(split), dict):
             items[f"{split} accuracy"] = m[split].get("accuracy")
             items[f"{split} macro-F1"] = m[split].get("macro_f1")
-    for key in ("best_epoch", "epochs_run", "stop_reason", "precision", "trainable_params", "total_params"):
+    headline_keys = ("best_epoch", "epochs_run", "stop_reason", "precision", "world_size", "trainable_params")
+    for key in (*headline_keys, "total_params"):
         if key in m:
             items[key.replace("_", " ")] = m[key]
     if finite(m.get("train_time_s")):

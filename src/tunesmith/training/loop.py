@@ -24,8 +24,10 @@ from tunesmith.config.schema import Recipe
 from tunesmith.data.batching import LengthBucketBatcher
 from tunesmith.tasks.base import Encoded, Evaluation, Task
 from tunesmith.training import checkpoint as ckpt
+from tunesmith.training import distributed as dist
 from tunesmith.training.callbacks.base import Callback, TrainContext
 from tunesmith.training.optim import scale_learning_rate
+from tunesmith.training.preemption import Preempted, PreemptionWatch
 from tunesmith.training.progress import TrainProgress
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,12 @@ def peak_memory_mb() -> float:
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _rollback_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """nan_policy: rollback's last good weights, copied on the device they live on: no host copy and no
+    device sync on every logged step (the optimizer snapshot below stays on the device too)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _optimizer_snapshot(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
@@ -127,6 +135,8 @@ def train(
             resume_from, model=unwrapped, optimizer=optimizer, scheduler=scheduler
         )
         sums = {k: v.to(device) for k, v in task_sums.items()}
+        if not main:  # the main process saved every process's sums combined: they count once
+            sums = _new_sums(task, len(train_data), device)
         if (
             best_weights is None and state["best_epoch"] is not None
         ):  # saved at the best epoch's end: it is the model
@@ -138,13 +148,14 @@ def train(
     ctx.step, ctx.epoch = state["step"], state["epoch"]
 
     def save(best_is_current: bool) -> None:
+        task_state = dist.gather_sums(sums, accelerator)  # every process calls save: a collective
         if not main:
             return
         state["history_bytes"] = history.size()
         ckpt.save_checkpoint(
             run_dir, state["step"], model=accelerator.unwrap_model(model), optimizer=optimizer,
             scheduler=scheduler, state=state, callbacks={cb.name: cb.state_dict() for cb in callbacks},
-            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints, task_state=sums,
+            best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints, task_state=task_state,
         )  # fmt: skip
 
     def event(name: str, message: str, **data: Any) -> None:
@@ -152,6 +163,12 @@ def train(
         history.write(record)
         events.append(record)
         log.warning("%s", message) if name.startswith("nan") else log.info("%s", message)
+
+    def preempt_now(since: float | None) -> None:  # SIGTERM: checkpoint (unless just written), then exit
+        if since is not None:
+            _add_time(state, since)
+            save(best_is_current=False)
+        raise Preempted(ckpt.latest_checkpoint(run_dir), state["step"])
 
     events: list[dict[str, Any]] = []
     if resume_from is None and recipe.eval.on_start:  # where validation starts: epoch 0, before any step
@@ -164,11 +181,12 @@ def train(
     progress = TrainProgress(enabled=main and not quiet, steps_per_epoch=steps_per_epoch, epochs=cfg.epochs)
     good_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None
     if cfg.nan_policy == "rollback":
-        good_state = (_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
+        good_state = (_rollback_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
     stop_reason: str | None = None
     # The step's running sums stay on the device; they are read on logged steps only.
     zero = torch.zeros((), dtype=torch.float64, device=device)
-    with progress:
+    preempt = False
+    with PreemptionWatch() as watch, progress:
         while state["epoch"] < cfg.epochs and stop_reason is None:
             epoch = state["epoch"]
             ctx.epoch = epoch
@@ -205,7 +223,8 @@ def train(
                     continue
                 # ---- one optimizer step: the one host read per step says whether it was finite ----
                 micro_in_step = 0
-                if not bool(step_finite.item()):
+                finite_step, preempt = dist.step_flags(step_finite, watch, accelerator)
+                if not finite_step:
                     step_finite.fill_(True)
                     optimizer.zero_grad(set_to_none=True)
                     stop_reason, good_state = _handle_nan(
@@ -213,6 +232,8 @@ def train(
                     )
                     if stop_reason:
                         break
+                    if preempt and not last_micro:
+                        preempt_now(epoch_start)
                     continue
                 for cb in callbacks:
                     cb.on_after_backward(ctx)
@@ -229,6 +250,9 @@ def train(
                 record: dict[str, Any] = {}
                 if logged:
                     elapsed = time.perf_counter() - window_start
+                    window_loss, window_n, window_tokens = dist.sum_windows(
+                        [window_loss, window_n, window_tokens], accelerator
+                    )
                     n = float(window_n.item())
                     record = {
                         "kind": "step", "step": state["step"],
@@ -248,7 +272,7 @@ def train(
                     window_start = time.perf_counter()
                     if cfg.nan_policy == "rollback":
                         good_state = (
-                            _snapshot(accelerator.unwrap_model(model)),
+                            _rollback_snapshot(accelerator.unwrap_model(model)),
                             _optimizer_snapshot(optimizer),
                         )
                 progress.advance()
@@ -256,17 +280,20 @@ def train(
                     _add_time(state, epoch_start)
                     epoch_start = time.perf_counter()
                     save(best_is_current=False)
+                if preempt and not last_micro:  # on the epoch's last step: after its end-of-epoch checkpoint
+                    preempt_now(epoch_start)
             if stop_reason:
                 break
             # ---- end of epoch: evaluate, record, callbacks, best weights, checkpoint ----
             _add_time(state, epoch_start)
+            all_sums = dist.gather_sums(sums, accelerator)  # several processes: the epoch's totals
             record = {
-                "kind": "epoch", "step": state["step"], "epoch": epoch + 1, **task.train_metrics(sums),
+                "kind": "epoch", "step": state["step"], "epoch": epoch + 1, **task.train_metrics(all_sums),
                 "time_s": state["train_time_s"],
-                "tokens_per_s": float(sums[TOKENS].item()) / max(state["epoch_time_s"], 1e-9),
+                "tokens_per_s": float(all_sums[TOKENS].item()) / max(state["epoch_time_s"], 1e-9),
             }  # fmt: skip
             if main:
-                task.epoch_end(run_dir, epoch, sums)
+                task.epoch_end(run_dir, epoch, all_sums)
             validation = _validate(task, model, val_data, recipe, accelerator)
             record.update(_val_keys(validation))
             record["peak_memory_mb"] = peak_memory_mb()
@@ -288,6 +315,8 @@ def train(
             if stop_reason:
                 event("early_stop", stop_reason)
             save(best_is_current=state["best_epoch"] == epoch + 1)
+            if preempt and not stop_reason:
+                preempt_now(None)
     for cb in callbacks:
         cb.on_train_end(ctx)
     if best_weights is not None:

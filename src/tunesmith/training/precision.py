@@ -1,4 +1,5 @@
-"""Pick the numeric precision: bf16 where the hardware runs it fast, fp32 elsewhere."""
+"""Pick the numeric precision: bf16 where the hardware runs it fast, fp16 (loss-scaled) on GPUs without bf16,
+fp32 elsewhere."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def resolve_precision(requested: str) -> str:
     cuda = torch.cuda.is_available()
     if requested == "auto":
         if cuda:
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+            # GPUs without bf16 (before Ampere): fp16 autocast with Accelerate's dynamic loss scaling
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     if requested == "fp16" and not cuda:
         raise UserError("train.precision: fp16 needs a CUDA GPU; use bf16 or fp32 on this machine.")
