@@ -17,7 +17,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
-from tunesmith.audit import AuditReport, check_gate, run_audit
+from tunesmith.audit import AuditReport, check_gate
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.data.augment import with_balance_setting
@@ -108,7 +108,9 @@ def run(
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
     retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
-    audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
+    audit = (
+        _audit(recipe, task, tables, tokenizer) if not resume else None
+    )  # a resumed run keeps its audit.json
 
     # ---- the run directory ----
     if overwrite and run_dir.exists():
@@ -199,15 +201,13 @@ def run(
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
 
 
-def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:
+def _audit(recipe: Recipe, task: Task, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:
     """The data doctor as the first stage; audit.gate=error stops here, before the run directory exists."""
     if recipe.audit.gate == "off":
         return None
     balance = "oversample" if recipe.data.balance == "oversample" else None
     balance = balance or ("class-weights" if recipe.train.class_weights else None)
-    report = run_audit(
-        tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length, balance=balance
-    )
+    report = task.audit(tables, tokenizer, balance)  # the task's doctor (causal-lm: no label checks)
     check_gate(report, recipe.audit.gate)
     for finding in report.findings:
         if finding.severity != "info":

@@ -140,7 +140,13 @@ def _require_nonempty(values: list[str | None], src: str, column: str, what: str
                         f"{what}; fill {'it' if len(bad) == 1 else 'them'} in or drop those rows.")  # fmt: skip
 
 
-def _chat(value: object, row: int, src: str) -> Chat:
+def parse_chat(value: object, row: int, src: str, allow_empty: bool = False) -> Chat:
+    """One 'messages' cell as a validated chat (UserError names the row); `allow_empty` keeps empty
+    assistant turns (the data doctor reports them instead of refusing the file)."""
+    return _chat(value, row, src, allow_empty)
+
+
+def _chat(value: object, row: int, src: str, allow_empty: bool = False) -> Chat:
     where = f"{src} row {row} column 'messages'"
     if isinstance(value, str):
         try:
@@ -167,7 +173,7 @@ def _chat(value: object, row: int, src: str) -> Chat:
             raise UserError(f"{where} message {i} has unknown role {role!r}; use one of {', '.join(ROLES)}.")
         if not isinstance(content, str):
             raise UserError(f"{where} message {i} content must be a string; got {_kind(content)}.")
-        if role == "assistant" and not content.strip():
+        if role == "assistant" and not content.strip() and not allow_empty:  # the doctor reports them
             raise UserError(
                 f"{where} message {i} is an empty assistant response; write the answer or drop the row."
             )
@@ -203,18 +209,7 @@ def encode_lm(
     out = EncodedLM([], [], [], [], [], records.kind, template and records.kind != "text", max_length)
     full_lengths: list[int] = []
     for row, item in zip(records.rows, records.items, strict=True):
-        if isinstance(item, str):
-            ids, labels = _encode_text(item, tokenizer)
-        elif template and train_on_prompt:
-            ids = _render(tokenizer, item, generation_prompt=False)
-            labels = list(ids)
-        elif template:
-            ids, labels = _encode_chat(item, tokenizer, records.src, row)
-        else:
-            ids, labels = _encode_plain(item, tokenizer)
-        if train_on_prompt:
-            labels = list(ids)
-        labels[0] = IGNORE  # no token precedes the first one (and packing relies on it)
+        ids, labels = encode_item(item, tokenizer, train_on_prompt=train_on_prompt, src=records.src, row=row)
         full_lengths.append(len(ids))
         cut = len(ids) > max_length
         lost = cut and any(label != IGNORE for label in labels[max_length:])
@@ -239,6 +234,27 @@ def encode_lm(
             "model.max_length or shorten the prompts."
         )
     return out
+
+
+def encode_item(
+    item: str | Chat, tokenizer: Any, *, train_on_prompt: bool = False, src: str = "data", row: int = 0
+) -> tuple[list[int], list[int]]:
+    """One example's full (untruncated) token ids and labels, as training encodes it."""
+    template = has_chat_template(tokenizer)
+    if isinstance(item, str):
+        ids, labels = _encode_text(item, tokenizer)
+    elif template and train_on_prompt:
+        ids = _render(tokenizer, item, generation_prompt=False)
+        labels = list(ids)
+    elif template:
+        ids, labels = _encode_chat(item, tokenizer, src, row)
+    else:
+        ids, labels = _encode_plain(item, tokenizer)
+    if train_on_prompt:
+        labels = list(ids)
+    if labels:
+        labels[0] = IGNORE  # no token precedes the first one (and packing relies on it)
+    return ids, labels
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:

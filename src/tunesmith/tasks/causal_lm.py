@@ -72,6 +72,7 @@ class CausalLM(Task):
         self.chat_prompts = False  # prompt/response and chat data: prompts go through the chat template
         self.retain: LMSplit | None = None
         self.retain_before: dict[str, Any] = {}
+        self.audit_splits: dict[str, Any] = {}  # split -> tunesmith.audit.lm.LMSplitRows, for the doctor
 
     def check_recipe(self) -> None:
         r = self.recipe
@@ -140,6 +141,14 @@ class CausalLM(Task):
         frame = frame[[column]].rename(columns={column: "text"}).assign(_row=range(len(frame)))
         return self._split("retain", frame, f"forgetting.retain: {path}")
 
+    def audit(self, tables: dict[str, Table], tokenizer: Any, balance: str | None) -> Any:
+        """The language-model doctor (tunesmith.audit.lm) over the splits as trained."""
+        from tunesmith.audit.lm import run_lm_audit
+
+        r = self.recipe
+        return run_lm_audit(self.audit_splits, r.audit, tokenizer=tokenizer, max_length=r.model.max_length,
+                            train_on_prompt=r.data.train_on_prompt)  # fmt: skip
+
     def _read(self, name: str, path: str) -> pd.DataFrame:
         """The file with the recipe's columns renamed to what tunesmith.data.lm reads (text, prompt,
         response, messages); without a mapping, a messages or prompt/response column is used as it is."""
@@ -158,8 +167,13 @@ class CausalLM(Task):
         return frame[list(mapping)].rename(columns=mapping).assign(_row=range(len(frame)))
 
     def _split(self, name: str, frame: pd.DataFrame, source: str) -> LMSplit:
-        records = lm_records(frame.drop(columns="_row").reset_index(drop=True), src=f"data.{name}: {source}")
+        body = frame.drop(columns="_row").reset_index(drop=True)
+        records = lm_records(body, src=f"data.{name}: {source}")
         rows = [int(r) for r in frame["_row"]]
+        if name != "retain":  # the doctor's view of the same rows (validated above)
+            from tunesmith.audit.lm import read_lm_split
+
+            self.audit_splits[name] = read_lm_split(name, source, body, rows)
         records.rows = rows
         texts = [item if isinstance(item, str) else _render(item) for item in records.items]
         return LMSplit(name, texts, [], None, rows, source, records=records)
