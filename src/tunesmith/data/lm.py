@@ -26,6 +26,7 @@ from tunesmith.data.messages import describe_rows, list_names
 from tunesmith.errors import UserError
 
 IGNORE = -100
+PROMPT_SHARE_SAMPLE = 500  # examples re-encoded response-only to measure the loss share on prompts
 ROLES = ("system", "user", "assistant")
 Chat = list[dict[str, str]]
 
@@ -53,6 +54,8 @@ class EncodedLM:
     used_chat_template: bool
     max_length: int
     dropped_rows: list[int] = field(default_factory=list)  # no loss token left after truncation
+    full_lengths: list[int] = field(default_factory=list)  # tokens per example before truncation
+    prompt_loss_share: float = 0.0  # share of loss tokens outside the responses (train_on_prompt, chat data)
 
     def loss_tokens(self) -> int:
         return sum(sum(1 for label in labels if label != IGNORE) for labels in self.labels)
@@ -69,7 +72,14 @@ class EncodedLM:
             "response_truncated": sum(self.response_truncated), "dropped_rows": self.dropped_rows,
             "response_truncated_share": self.response_truncated_share(),
             "used_chat_template": self.used_chat_template, "max_length": self.max_length,
+            "tokens_p95_full": _percentile(self.full_lengths, 95), "tokens_max_full": max(self.full_lengths, default=0),
+            "prompt_loss_share": round(self.prompt_loss_share, 4),
         }  # fmt: skip
+
+
+def _percentile(values: list[int], q: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] if ordered else 0
 
 
 # ---------------------------------------------------------------- reading and validating rows
@@ -222,6 +232,15 @@ def encode_lm(
         out.rows.append(row)
         out.truncated.append(cut)
         out.response_truncated.append(lost)
+    out.full_lengths = full_lengths
+    if train_on_prompt and records.kind != "text":  # how much of the loss is on prompts (diagnosis)
+        sample = list(zip(records.rows, records.items, strict=True))[:PROMPT_SHARE_SAMPLE]
+        response = sum(
+            sum(1 for label in encode_item(item, tokenizer, src=records.src, row=row)[1][:max_length] if label != IGNORE)
+            for row, item in sample
+        )  # fmt: skip
+        carried = sum(sum(1 for label in labels if label != IGNORE) for labels in out.labels[: len(sample)])
+        out.prompt_loss_share = max(0.0, 1.0 - response / carried) if carried else 0.0
     if full_lengths and min(full_lengths) > max_length:
         median = sorted(full_lengths)[len(full_lengths) // 2]
         raise UserError(

@@ -72,6 +72,7 @@ class CausalLM(Task):
         self.chat_prompts = False  # prompt/response and chat data: prompts go through the chat template
         self.retain: LMSplit | None = None
         self.retain_before: dict[str, Any] = {}
+        self.encoding: dict[str, dict[str, Any]] = {}  # split -> EncodedLM.to_dict(), into metrics.json
         self.audit_splits: dict[str, Any] = {}  # split -> tunesmith.audit.lm.LMSplitRows, for the doctor
 
     def check_recipe(self) -> None:
@@ -224,6 +225,7 @@ class CausalLM(Task):
         encoded = encode_lm(
             records, self.tokenizer, cfg.model.max_length, train_on_prompt=cfg.data.train_on_prompt
         )
+        self.encoding[split.name] = encoded.to_dict()  # truncation / prompt-loss shares for the diagnosis
         if split.name == "train" and cfg.data.packing:
             packed = pack(encoded, cfg.model.max_length, seed=cfg.data.seed)
             return Encoded(packed.input_ids, packed.labels, {"position_ids": packed.position_ids})
@@ -322,6 +324,8 @@ class CausalLM(Task):
         shares = [repeated_ngram_share(t) for t in tuned]
         result: dict[str, Any] = {"generations": {"samples": len(tuned), "file": f"evaluation/{GENERATIONS_FILE}",
                                   "mean_repeated_trigrams": float(np.mean(shares)) if shares else None}}  # fmt: skip
+        result["encoding"] = {k: {n: v for n, v in e.items() if n != "dropped_rows"} | {"dropped": len(e["dropped_rows"])}
+                              for k, e in self.encoding.items() if k != "retain"}  # fmt: skip
         if self.retain is not None:
             after = self._score_retain(model)
             before = self.retain_before or after
