@@ -14,7 +14,24 @@ from tunesmith.config.loader import recipe_from_dict
 from tunesmith.diagnosis import RULES, diagnose_data, load_run
 from tunesmith.run import run
 
-WORDS = ["the", "patient", "took", "the", "tablet", "daily", "and", "the", "pain", "eased", "after", "two", "weeks", "of", "steady", "use"]
+WORDS = [
+    "the",
+    "patient",
+    "took",
+    "the",
+    "tablet",
+    "daily",
+    "and",
+    "the",
+    "pain",
+    "eased",
+    "after",
+    "two",
+    "weeks",
+    "of",
+    "steady",
+    "use",
+]
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -31,9 +48,16 @@ def test_planted_lm_problems_fire_their_rules(tmp_path: Path, tiny_llama: Path) 
     rng = random.Random(0)
     rows = [{"prompt": f"Tell me about dose {i}.", "response": " ".join(rng.choices(WORDS, k=rng.randint(4, 60)))}
             for i in range(16)]  # fmt: skip
-    other = (
-        ["music", "weather", "garden", "football", "holiday", "cooking", "river", "mountain"]
-    )  # none of the training words
+    other = [
+        "music",
+        "weather",
+        "garden",
+        "football",
+        "holiday",
+        "cooking",
+        "river",
+        "mountain",
+    ]  # none of the training words
     retain = [{"text": " ".join(rng.choices(other, k=12))} for _ in range(4)]
     recipe = recipe_from_dict({
         "task": "causal-lm", "model": {"name": str(tiny_llama), "max_length": 80},
