@@ -44,7 +44,8 @@ CLASSIFICATION_ONLY = (
     ("train.class_weights", lambda r: r.train.class_weights),
     ("data.balance", lambda r: r.data.balance is not None),
     ("data.augment", lambda r: r.data.augment is not None),
-    ("data.label", lambda r: "label" in r.data.model_fields_set),
+    # set and not the default: a recipe dumped with its defaults (tune trials, compare variants) keeps it
+    ("data.label", lambda r: "label" in r.data.model_fields_set and r.data.label != "label"),
     ("data.group", lambda r: r.data.group is not None),
     ("eval.cv", lambda r: r.eval.cv is not None),
     ("forgetting.label", lambda r: r.forgetting.label is not None),
