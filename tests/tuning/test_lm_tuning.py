@@ -15,7 +15,24 @@ from typer.testing import CliRunner
 from tunesmith.cli import app
 from tunesmith.config.loader import load_recipe
 
-WORDS = ["the", "patient", "took", "the", "tablet", "daily", "and", "the", "pain", "eased", "after", "two", "weeks", "of", "steady", "use"]
+WORDS = [
+    "the",
+    "patient",
+    "took",
+    "the",
+    "tablet",
+    "daily",
+    "and",
+    "the",
+    "pain",
+    "eased",
+    "after",
+    "two",
+    "weeks",
+    "of",
+    "steady",
+    "use",
+]
 
 
 @pytest.fixture()

@@ -19,6 +19,7 @@ from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData, finite
 from tunesmith.diagnosis.signals import (
     FLAT_DROP,
+    MIN_POINTS,
     divergence,
     flat_lr_factor,
     high_lr_divisor,
@@ -35,18 +36,31 @@ SPIKE_NOISE = 5.0  # ... and this many times the run's typical step-to-step chan
 
 @rule("divergence")
 def diverging_loss(data: RunData) -> list[Finding]:
-    curve, reason = loss_curve(data), divergence(data)
-    if curve is None or reason is None:
+    reason = divergence(data)
+    if reason is None:
         return []
+    curve = loss_curve(data)
+    points = series(data.steps, "loss")
+    steps, losses = [s for s, _ in points], [v for _, v in points]
     divisor = high_lr_divisor(data)
     grad_norms = [v for _, v in series(data.steps, "grad_norm")]
+    start = curve.first if curve else losses[0]
+    end = curve.last if curve else losses[-1]
+    peak = max(losses)
+    # How sure: how far the end is above where the loss started, and on how many logged points.
+    ratio = max(losses[-1], end) / start if start > 0 else float("inf")
+    confidence = "high" if ratio >= 3 and len(losses) >= MIN_POINTS else "medium" if ratio >= 2 else "low"
     evidence = {
         "reason": reason,
-        "loss_start": rnd(curve.first),
-        "loss_min": rnd(curve.low),
-        "loss_end": rnd(curve.last),
-        "loss_peak": rnd(curve.peak),
-        "peak_step": curve.steps[curve.losses.index(curve.peak)],
+        "loss_start": rnd(start),
+        "loss_min": rnd(curve.low if curve else min(losses)),
+        "loss_end": rnd(end),
+        "last_logged_loss": rnd(losses[-1]),
+        "loss_peak": rnd(peak),
+        "peak_step": steps[losses.index(peak)],
+        "end_over_start": rnd(ratio, 3),
+        "logged_points": len(losses),
+        "confidence": confidence,
         "lr": lr_of(data),
     }
     if grad_norms:
@@ -58,7 +72,8 @@ def diverging_loss(data: RunData) -> list[Finding]:
             f"Training diverged: {reason}",
             evidence,
             f"The learning rate is too high for this model and batch size. Lower train.lr about {divisor}x "
-            "(and keep warmup and gradient clipping on).",
+            f"(and keep warmup and gradient clipping on). Confidence {confidence}: the loss ended "
+            f"{ratio:.1f}x its start, judged on {len(losses)} logged point(s).",
             stabilising_patch(data, divisor),
         )
     ]
