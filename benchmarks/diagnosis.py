@@ -59,7 +59,7 @@ CASES = ("healthy", *FAILURES)
 
 def rows(n: int, rng: random.Random, shares: tuple[float, float, float]) -> list[tuple[str, str]]:
     out = []
-    for i in range(n):
+    for _ in range(n):
         label = rng.choices(["positive", "negative", "neutral"], weights=shares)[0]
         words = rng.choices(FILLER, k=rng.randint(4, 16)) + rng.choices(WORDS[label], k=rng.randint(2, 4))
         rng.shuffle(words)
