@@ -148,9 +148,9 @@ def _run_and_summarise(recipe: Any, *, resume: bool, overwrite: bool, quiet: boo
     )
     if m.get("stop_reason"):
         console.print(f"stopped: {m['stop_reason']}")
-    for finding in result.findings:
-        if finding.severity != "info":
-            console.print(f"[{finding.severity}] {finding.title} -> {finding.recommendation}", markup=False)
+    from tunesmith.findings_view import print_findings
+
+    print_findings(console, result.findings)  # title, evidence lines, fix, recipe patch
     console.print(f"outputs: {result.run_dir}")
     report = result.run_dir / "report.html"
     if report.exists():
@@ -304,6 +304,9 @@ def _register_modules() -> None:
 
     app.command("doctor")(user_errors(doctor))
     app.command("report")(user_errors(report))
+    from tunesmith.diagnosis.command import diagnose_command
+
+    app.command("diagnose")(user_errors(diagnose_command))
     from tunesmith.evaluation.suite.command import evaluate
 
     app.command("evaluate")(user_errors(evaluate))

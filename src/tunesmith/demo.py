@@ -40,7 +40,6 @@ LM_DEMO_RECIPE: dict[str, Any] = {
     },
     "train": {"epochs": 1, "batch_size": 8, "lr": 5.0e-4, "log_every": 2},
     "eval": {"samples": 4, "batch_size": 8},
-    "audit": {"gate": "off"},
     "output": {"dir": "runs", "name": "demo-lm"},
 }
 

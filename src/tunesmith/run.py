@@ -18,7 +18,7 @@ from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
 from tunesmith import launch
-from tunesmith.audit import AuditReport, check_gate, run_audit
+from tunesmith.audit import AuditReport, check_gate
 from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.data.augment import with_balance_setting
@@ -116,7 +116,8 @@ def run(
     model, tokenizer = loaded.model, loaded.tokenizer
     retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
     continuing = resume and ckpt.latest_checkpoint(run_dir) is not None
-    audit = _audit(recipe, tables, tokenizer) if not continuing else None  # a resumed run keeps its audit
+    # a resumed run keeps its audit
+    audit = _audit(recipe, task, tables, tokenizer) if not continuing else None
 
     # ---- the run directory (several processes: every one has checked its input, the main one writes) ----
     launch.barrier()
@@ -222,15 +223,13 @@ def finished_run(run_dir: Path) -> RunResult | None:
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=None, findings=found, already_finished=True)
 
 
-def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:
+def _audit(recipe: Recipe, task: Task, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:
     """The data doctor as the first stage; audit.gate=error stops here, before the run directory exists."""
     if recipe.audit.gate == "off":
         return None
     balance = "oversample" if recipe.data.balance == "oversample" else None
     balance = balance or ("class-weights" if recipe.train.class_weights else None)
-    report = run_audit(
-        tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length, balance=balance
-    )
+    report = task.audit(tables, tokenizer, balance)  # the task's doctor (causal-lm: no label checks)
     check_gate(report, recipe.audit.gate)
     for finding in report.findings:
         if finding.severity != "info":

@@ -117,3 +117,12 @@ def test_doctor_run_removes_the_rows_through_the_fixes_file(tmp_path: Path) -> N
     assert len(pd.read_csv(out / "train.tsv", sep="\t")) == N - len(PLANTED)
     bad = CliRunner().invoke(app, args[:-4])
     assert bad.exit_code == 2 and "add --fix" in bad.output
+
+
+def test_a_run_that_learned_nothing_is_not_judged_by_its_margins(tmp_path: Path) -> None:
+    """Every margin low (a learning rate far off, a one-class model): AUM cannot single out wrong labels."""
+    rd = run_dir(tmp_path)
+    rng = np.random.default_rng(1)
+    margin = rng.normal(-0.5, 0.3, (EPOCHS, N)).astype(np.float32)
+    np.savez(rd / "dynamics.npz", rows=np.arange(N), margin=margin, p_label=1 / (1 + np.exp(-margin)))
+    assert [f for f in diagnose(rd) if f.id == "training.label_errors"] == []

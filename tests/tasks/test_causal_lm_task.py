@@ -61,7 +61,7 @@ def lm_recipe(tmp_path: Path, tiny_llama: Path) -> dict[str, Any]:
         "train": {"epochs": 2, "batch_size": 8, "lr": 5e-3, "precision": "fp32", "log_every": 2},
         "eval": {"samples": 2},
         "output": {"dir": str(tmp_path / "runs"), "name": "lm"},
-        "audit": {"gate": "off"},
+        "audit": {"gate": "warn"},  # the language-model doctor runs first
     }
 
 
@@ -87,6 +87,7 @@ def test_text_run_learns_and_writes_lm_outputs(lm_recipe: dict[str, Any]) -> Non
     assert (result.run_dir / "model/adapter_config.json").is_file()  # lora: the adapter alone
     assert json.loads((result.run_dir / "model/adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
     assert (result.run_dir / "report.html").is_file()
+    assert json.loads((result.run_dir / "audit.json").read_text())["stats"]["task"] == "causal-lm"
 
     # generate: deterministic; export --merge: a plain model that reproduces the adapter's logits
     runner = CliRunner()

@@ -35,8 +35,12 @@ def doctor(
     train: Annotated[
         str, typer.Argument(help="training file (.csv .tsv .jsonl .parquet) or builtin:drugreview/train")
     ],
-    text: Annotated[str, typer.Option("--text", help="column holding the text")],
-    label: Annotated[str, typer.Option("--label", help="column holding the label")],
+    text: Annotated[
+        str | None, typer.Option("--text", help="column holding the text (causal-lm: default 'text')")
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option("--label", help="column holding the label (text-classification)")
+    ] = None,
     validation: Annotated[str | None, typer.Option("--validation", help="validation file")] = None,
     test: Annotated[str | None, typer.Option("--test", help="test file")] = None,
     group: Annotated[
@@ -56,15 +60,40 @@ def doctor(
         int, typer.Option("--max-length", min=1, help="model max length for truncation")
     ] = 256,
     model: Annotated[
-        str, typer.Option("--model", help="tokenizer / encoder: minilm or a local HF directory")
-    ] = "minilm",
+        str | None,
+        typer.Option(
+            "--model", help="tokenizer / encoder: minilm (causal-lm: smollm2) or a local HF directory"
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the summary line")] = False,
     run: Annotated[
         Path | None,
         typer.Option("--run", help="a run directory whose training.label_errors finding --fix also applies"),
     ] = None,
+    task: Annotated[
+        str,
+        typer.Option("--task", help="text-classification, or causal-lm (text, prompt/response or messages)"),
+    ] = "text-classification",
+    train_on_prompt: Annotated[
+        bool, typer.Option("--train-on-prompt", help="causal-lm: count prompt tokens as loss tokens")
+    ] = False,
 ) -> None:
     """Audit a data set: duplicates, leakage, label errors, imbalance, encoding, groups; fix on request."""
+    if task == "causal-lm":
+        from tunesmith.audit.lm_command import lm_doctor
+
+        lm_doctor(
+            train, validation, test, text=text, label=label, model=model, max_length=max_length,
+            json_out=json_out, fix=fix, quiet=quiet, train_on_prompt=train_on_prompt,
+        )  # fmt: skip
+        return
+    if task != "text-classification":
+        raise UserError(f"--task: unknown task '{task}'; use text-classification or causal-lm.")
+    model = model or "minilm"
+    if text is None or label is None:
+        missing = " and ".join(f"--{k}" for k, v in (("text", text), ("label", label)) if v is None)
+        raise UserError(f"{missing}: name the columns holding the text and the label (e.g. --text review "
+                        "--label rating), or pass --task causal-lm for language-model data.")  # fmt: skip
     if text == label:  # the model would read the label as its input (data.text == data.label in a recipe)
         raise UserError(
             f"--text and --label both name the column '{text}'; set --text to the column holding the input text."

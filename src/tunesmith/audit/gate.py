@@ -19,5 +19,6 @@ def check_gate(report: AuditReport, gate: str) -> None:
     raise UserError(
         f"the data audit found {len(errors)} error finding{'s' if len(errors) != 1 else ''} ({ids}); "
         "see audit.json, clean the data with `tunesmith doctor TRAIN --text COL --label COL --fix OUT` "
-        "and point the recipe at the cleaned files, or set audit.gate=warn to train anyway."
+        "and point the recipe at the cleaned files (causal-lm data: `tunesmith doctor TRAIN --task causal-lm` "
+        "names the rows to drop), or set audit.gate=warn to train anyway."
     )

@@ -26,6 +26,7 @@ from tunesmith.data.messages import describe_rows, list_names
 from tunesmith.errors import UserError
 
 IGNORE = -100
+PROMPT_SHARE_SAMPLE = 500  # examples re-encoded response-only to measure the loss share on prompts
 ROLES = ("system", "user", "assistant")
 Chat = list[dict[str, str]]
 
@@ -53,6 +54,8 @@ class EncodedLM:
     used_chat_template: bool
     max_length: int
     dropped_rows: list[int] = field(default_factory=list)  # no loss token left after truncation
+    full_lengths: list[int] = field(default_factory=list)  # tokens per example before truncation
+    prompt_loss_share: float = 0.0  # share of loss tokens outside the responses (train_on_prompt, chat data)
 
     def loss_tokens(self) -> int:
         return sum(sum(1 for label in labels if label != IGNORE) for labels in self.labels)
@@ -69,7 +72,14 @@ class EncodedLM:
             "response_truncated": sum(self.response_truncated), "dropped_rows": self.dropped_rows,
             "response_truncated_share": self.response_truncated_share(),
             "used_chat_template": self.used_chat_template, "max_length": self.max_length,
+            "tokens_p95_full": _percentile(self.full_lengths, 95), "tokens_max_full": max(self.full_lengths, default=0),
+            "prompt_loss_share": round(self.prompt_loss_share, 4),
         }  # fmt: skip
+
+
+def _percentile(values: list[int], q: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] if ordered else 0
 
 
 # ---------------------------------------------------------------- reading and validating rows
@@ -140,7 +150,13 @@ def _require_nonempty(values: list[str | None], src: str, column: str, what: str
                         f"{what}; fill {'it' if len(bad) == 1 else 'them'} in or drop those rows.")  # fmt: skip
 
 
-def _chat(value: object, row: int, src: str) -> Chat:
+def parse_chat(value: object, row: int, src: str, allow_empty: bool = False) -> Chat:
+    """One 'messages' cell as a validated chat (UserError names the row); `allow_empty` keeps empty
+    assistant turns (the data doctor reports them instead of refusing the file)."""
+    return _chat(value, row, src, allow_empty)
+
+
+def _chat(value: object, row: int, src: str, allow_empty: bool = False) -> Chat:
     where = f"{src} row {row} column 'messages'"
     if isinstance(value, str):
         try:
@@ -167,7 +183,7 @@ def _chat(value: object, row: int, src: str) -> Chat:
             raise UserError(f"{where} message {i} has unknown role {role!r}; use one of {', '.join(ROLES)}.")
         if not isinstance(content, str):
             raise UserError(f"{where} message {i} content must be a string; got {_kind(content)}.")
-        if role == "assistant" and not content.strip():
+        if role == "assistant" and not content.strip() and not allow_empty:  # the doctor reports them
             raise UserError(
                 f"{where} message {i} is an empty assistant response; write the answer or drop the row."
             )
@@ -203,18 +219,7 @@ def encode_lm(
     out = EncodedLM([], [], [], [], [], records.kind, template and records.kind != "text", max_length)
     full_lengths: list[int] = []
     for row, item in zip(records.rows, records.items, strict=True):
-        if isinstance(item, str):
-            ids, labels = _encode_text(item, tokenizer)
-        elif template and train_on_prompt:
-            ids = _render(tokenizer, item, generation_prompt=False)
-            labels = list(ids)
-        elif template:
-            ids, labels = _encode_chat(item, tokenizer, records.src, row)
-        else:
-            ids, labels = _encode_plain(item, tokenizer)
-        if train_on_prompt:
-            labels = list(ids)
-        labels[0] = IGNORE  # no token precedes the first one (and packing relies on it)
+        ids, labels = encode_item(item, tokenizer, train_on_prompt=train_on_prompt, src=records.src, row=row)
         full_lengths.append(len(ids))
         cut = len(ids) > max_length
         lost = cut and any(label != IGNORE for label in labels[max_length:])
@@ -227,6 +232,15 @@ def encode_lm(
         out.rows.append(row)
         out.truncated.append(cut)
         out.response_truncated.append(lost)
+    out.full_lengths = full_lengths
+    if train_on_prompt and records.kind != "text":  # how much of the loss is on prompts (diagnosis)
+        sample = list(zip(records.rows, records.items, strict=True))[:PROMPT_SHARE_SAMPLE]
+        response = sum(
+            sum(1 for label in encode_item(item, tokenizer, src=records.src, row=row)[1][:max_length] if label != IGNORE)
+            for row, item in sample
+        )  # fmt: skip
+        carried = sum(sum(1 for label in labels if label != IGNORE) for labels in out.labels[: len(sample)])
+        out.prompt_loss_share = max(0.0, 1.0 - response / carried) if carried else 0.0
     if full_lengths and min(full_lengths) > max_length:
         median = sorted(full_lengths)[len(full_lengths) // 2]
         raise UserError(
@@ -239,6 +253,27 @@ def encode_lm(
             "model.max_length or shorten the prompts."
         )
     return out
+
+
+def encode_item(
+    item: str | Chat, tokenizer: Any, *, train_on_prompt: bool = False, src: str = "data", row: int = 0
+) -> tuple[list[int], list[int]]:
+    """One example's full (untruncated) token ids and labels, as training encodes it."""
+    template = has_chat_template(tokenizer)
+    if isinstance(item, str):
+        ids, labels = _encode_text(item, tokenizer)
+    elif template and train_on_prompt:
+        ids = _render(tokenizer, item, generation_prompt=False)
+        labels = list(ids)
+    elif template:
+        ids, labels = _encode_chat(item, tokenizer, src, row)
+    else:
+        ids, labels = _encode_plain(item, tokenizer)
+    if train_on_prompt:
+        labels = list(ids)
+    if labels:
+        labels[0] = IGNORE  # no token precedes the first one (and packing relies on it)
+    return ids, labels
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:

@@ -13,6 +13,7 @@ from tunesmith.diagnosis import (
     rules_epochs,
     rules_events,
     rules_gradients,
+    rules_lm,
     rules_loss,
     rules_predictions,
     rules_start,
@@ -29,6 +30,7 @@ _RULE_MODULES = (
     rules_predictions,
     rules_gradients,
     rules_start,
+    rules_lm,
     dynamics,
 )  # registers them
 

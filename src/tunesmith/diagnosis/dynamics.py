@@ -125,6 +125,10 @@ def label_errors(data: RunData) -> list[Finding]:
     if not flagged.any():
         return []
     aum, conf, var = dyn.aum, dyn.confidence, dyn.variability
+    if not np.nanmedian(aum) > AUM_THRESHOLD:
+        # The model did not fit most of its training rows (a learning rate far off, a collapse to one class):
+        # then every row has a low margin and AUM cannot tell a wrong label from a run that learned nothing.
+        return []
     audit_rows = audit_label_error_rows(data)
     in_audit = np.array([int(r) in audit_rows for r in dyn.rows]) if audit_rows is not None else None
     both = flagged & in_audit if in_audit is not None else np.zeros_like(flagged)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from tunesmith.diagnosis.common import (
@@ -15,9 +16,10 @@ from tunesmith.diagnosis.common import (
     stabilising_patch,
 )
 from tunesmith.diagnosis.registry import rule
-from tunesmith.diagnosis.rundata import RunData
+from tunesmith.diagnosis.rundata import RunData, finite
 from tunesmith.diagnosis.signals import (
     FLAT_DROP,
+    MIN_POINTS,
     divergence,
     flat_lr_factor,
     high_lr_divisor,
@@ -28,23 +30,37 @@ from tunesmith.findings import Finding
 
 SPIKE_FACTOR = 2.0  # a logged loss this many times the median of the previous few is a spike
 SPIKE_MIN_JUMP = 0.3  # ... and at least this much higher in absolute terms (noise near zero loss)
+IMPROVED_Z = 2.0  # a validation drop of this many standard errors is learning, not noise
 SPIKE_NOISE = 5.0  # ... and this many times the run's typical step-to-step change (batch-to-batch noise)
 
 
 @rule("divergence")
 def diverging_loss(data: RunData) -> list[Finding]:
-    curve, reason = loss_curve(data), divergence(data)
-    if curve is None or reason is None:
+    reason = divergence(data)
+    if reason is None:
         return []
+    curve = loss_curve(data)
+    points = series(data.steps, "loss")
+    steps, losses = [s for s, _ in points], [v for _, v in points]
     divisor = high_lr_divisor(data)
     grad_norms = [v for _, v in series(data.steps, "grad_norm")]
+    start = curve.first if curve else losses[0]
+    end = curve.last if curve else losses[-1]
+    peak = max(losses)
+    # How sure: how far the end is above where the loss started, and on how many logged points.
+    ratio = max(losses[-1], end) / start if start > 0 else float("inf")
+    confidence = "high" if ratio >= 3 and len(losses) >= MIN_POINTS else "medium" if ratio >= 2 else "low"
     evidence = {
         "reason": reason,
-        "loss_start": rnd(curve.first),
-        "loss_min": rnd(curve.low),
-        "loss_end": rnd(curve.last),
-        "loss_peak": rnd(curve.peak),
-        "peak_step": curve.steps[curve.losses.index(curve.peak)],
+        "loss_start": rnd(start),
+        "loss_min": rnd(curve.low if curve else min(losses)),
+        "loss_end": rnd(end),
+        "last_logged_loss": rnd(losses[-1]),
+        "loss_peak": rnd(peak),
+        "peak_step": steps[losses.index(peak)],
+        "end_over_start": rnd(ratio, 3),
+        "logged_points": len(losses),
+        "confidence": confidence,
         "lr": lr_of(data),
     }
     if grad_norms:
@@ -56,7 +72,8 @@ def diverging_loss(data: RunData) -> list[Finding]:
             f"Training diverged: {reason}",
             evidence,
             f"The learning rate is too high for this model and batch size. Lower train.lr about {divisor}x "
-            "(and keep warmup and gradient clipping on).",
+            f"(and keep warmup and gradient clipping on). Confidence {confidence}: the loss ended "
+            f"{ratio:.1f}x its start, judged on {len(losses)} logged point(s).",
             stabilising_patch(data, divisor),
         )
     ]
@@ -96,10 +113,30 @@ def loss_spikes(data: RunData) -> list[Finding]:
     ]
 
 
+def validation_improved(data: RunData) -> bool:
+    """The validation loss fell from before the first step (epoch 0) to the last epoch by more than its
+    noise: the model learned, however flat the noisy training steps look. A pre-trained language model's
+    loss moves a few percent in a short run (20 steps: 3.86 -> 3.68 nats), under the flat-loss bar."""
+    initial = data.initial
+    last = next((r for r in reversed(data.epochs) if finite(r.get("val_loss"))), None)
+    if initial is None or last is None or not finite(initial.get("val_loss")):
+        return False
+    drop = float(initial["val_loss"]) - float(last["val_loss"])
+    paired = last.get("val_loss_paired_se")
+    if finite(paired) and paired > 0 and last.get("val_loss_ref_epoch") == 0:
+        noise = float(paired)
+    else:
+        se = [float(v) for r in (initial, last) if finite(v := r.get("val_loss_se"))]
+        noise = math.sqrt(sum(v**2 for v in se)) if len(se) == 2 else 0.0
+    if noise <= 0:  # no spread recorded: ask for a clear relative drop instead
+        return drop > FLAT_DROP / 2 * float(initial["val_loss"])
+    return drop > IMPROVED_Z * noise
+
+
 @rule("flat_loss")
 def flat_loss(data: RunData) -> list[Finding]:
     curve = loss_curve(data)
-    if curve is None or divergence(data) or curve.relative_drop >= FLAT_DROP:
+    if curve is None or divergence(data) or curve.relative_drop >= FLAT_DROP or validation_improved(data):
         return []
     lr = lr_of(data)
     chance = chance_loss(data)

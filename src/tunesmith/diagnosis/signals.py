@@ -15,7 +15,13 @@ from tunesmith.diagnosis.rundata import RunData
 
 MIN_POINTS = 5  # logged steps needed before judging a curve
 FLAT_DROP = 0.05  # under 5% relative decrease from the first to the last quarter counts as flat
-DEAD_DROP = 1e-2  # a layer whose gradient falls below 1% of its starting level has died
+DEAD_DROP = 1e-2
+SHORT_RATIO, SHORT_JUMP = 2.0, 0.5  # a short run's last loss this many times (and this much above) its first
+TAIL, TAIL_RATIO, TAIL_JUMP = (
+    2,
+    3.0,
+    1.0,
+)  # the last TAIL points all this many times the median before  # a layer whose gradient falls below 1% of its starting level has died
 
 
 @dataclass
@@ -44,10 +50,21 @@ def loss_curve(data: RunData) -> Curve | None:
 
 
 def divergence(data: RunData) -> str | None:
-    """Why the training loss counts as diverged, or None."""
+    """Why the training loss counts as diverged, or None. Works at any run length: a run with few logged
+    points compares its last loss with its first (step 1 is always logged); a longer one also catches a
+    blow-up confined to its last logged steps, which the quarter medians below only see late."""
+    points = [v for _, v in series(data.steps, "loss")]
     curve = loss_curve(data)
     if curve is None:
+        if len(points) >= 2 and points[-1] > SHORT_RATIO * points[0] and points[-1] - points[0] > SHORT_JUMP:
+            return f"the loss ended {points[-1] / points[0]:.1f}x above its start (a short run: {len(points)} logged points)"
         return None
+    before = median(curve.losses[:-TAIL])
+    tail = curve.losses[-TAIL:]
+    if min(tail) > TAIL_RATIO * before and min(tail) - before > TAIL_JUMP:
+        return (
+            f"the loss exploded in the last {TAIL} logged steps ({min(tail) / before:.1f}x the level before)"
+        )
     if curve.last > 1.2 * curve.first and curve.last - curve.first > 0.1:
         return "the loss ends higher than it started"
     if curve.last > 2.0 * curve.low and curve.last - curve.low > 0.25:
@@ -109,6 +126,11 @@ def high_lr_divisor(data: RunData) -> int:
     """How much to lower the learning rate: 10x for a blow-up or dead layers, else 3x."""
     curve = loss_curve(data)
     if dead_layers(data):
+        return 10
+    points = [v for _, v in series(data.steps, "loss")]
+    if curve is None and len(points) >= 2 and points[-1] > 5 * points[0]:
+        return 10
+    if curve and curve.losses[-1] > 10.0 * curve.first:
         return 10
     if curve and (curve.last > 2.0 * curve.first or curve.peak > 10.0 * curve.first):
         return 10

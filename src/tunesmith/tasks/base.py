@@ -33,6 +33,7 @@ import torch
 if TYPE_CHECKING:
     import numpy as np
 
+    from tunesmith.audit.report import AuditReport
     from tunesmith.config.schema import Recipe
     from tunesmith.data.types import DataBundle, Split, Table
     from tunesmith.findings import Finding
@@ -115,6 +116,15 @@ class Task:
 
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
         raise NotImplementedError
+
+    def audit(self, tables: dict[str, Table], tokenizer: Any, balance: str | None) -> AuditReport:
+        """The data doctor over the run's data (run.py's first stage; tables from prepare_data)."""
+        from tunesmith.audit import run_audit
+
+        recipe = self.recipe
+        return run_audit(
+            tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length, balance=balance
+        )
 
     # ---- model ----
     def load_model(self, bundle: DataBundle) -> LoadedModel:

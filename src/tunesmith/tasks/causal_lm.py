@@ -44,7 +44,8 @@ CLASSIFICATION_ONLY = (
     ("train.class_weights", lambda r: r.train.class_weights),
     ("data.balance", lambda r: r.data.balance is not None),
     ("data.augment", lambda r: r.data.augment is not None),
-    ("data.label", lambda r: "label" in r.data.model_fields_set),
+    # set and not the default: a recipe dumped with its defaults (tune trials, compare variants) keeps it
+    ("data.label", lambda r: "label" in r.data.model_fields_set and r.data.label != "label"),
     ("data.group", lambda r: r.data.group is not None),
     ("eval.cv", lambda r: r.eval.cv is not None),
     ("forgetting.label", lambda r: r.forgetting.label is not None),
@@ -72,6 +73,8 @@ class CausalLM(Task):
         self.chat_prompts = False  # prompt/response and chat data: prompts go through the chat template
         self.retain: LMSplit | None = None
         self.retain_before: dict[str, Any] = {}
+        self.encoding: dict[str, dict[str, Any]] = {}  # split -> EncodedLM.to_dict(), into metrics.json
+        self.audit_splits: dict[str, Any] = {}  # split -> tunesmith.audit.lm.LMSplitRows, for the doctor
 
     def check_recipe(self) -> None:
         r = self.recipe
@@ -140,6 +143,14 @@ class CausalLM(Task):
         frame = frame[[column]].rename(columns={column: "text"}).assign(_row=range(len(frame)))
         return self._split("retain", frame, f"forgetting.retain: {path}")
 
+    def audit(self, tables: dict[str, Table], tokenizer: Any, balance: str | None) -> Any:
+        """The language-model doctor (tunesmith.audit.lm) over the splits as trained."""
+        from tunesmith.audit.lm import run_lm_audit
+
+        r = self.recipe
+        return run_lm_audit(self.audit_splits, r.audit, tokenizer=tokenizer, max_length=r.model.max_length,
+                            train_on_prompt=r.data.train_on_prompt)  # fmt: skip
+
     def _read(self, name: str, path: str) -> pd.DataFrame:
         """The file with the recipe's columns renamed to what tunesmith.data.lm reads (text, prompt,
         response, messages); without a mapping, a messages or prompt/response column is used as it is."""
@@ -158,8 +169,13 @@ class CausalLM(Task):
         return frame[list(mapping)].rename(columns=mapping).assign(_row=range(len(frame)))
 
     def _split(self, name: str, frame: pd.DataFrame, source: str) -> LMSplit:
-        records = lm_records(frame.drop(columns="_row").reset_index(drop=True), src=f"data.{name}: {source}")
+        body = frame.drop(columns="_row").reset_index(drop=True)
+        records = lm_records(body, src=f"data.{name}: {source}")
         rows = [int(r) for r in frame["_row"]]
+        if name != "retain":  # the doctor's view of the same rows (validated above)
+            from tunesmith.audit.lm import read_lm_split
+
+            self.audit_splits[name] = read_lm_split(name, source, body, rows)
         records.rows = rows
         texts = [item if isinstance(item, str) else _render(item) for item in records.items]
         return LMSplit(name, texts, [], None, rows, source, records=records)
@@ -210,6 +226,7 @@ class CausalLM(Task):
         encoded = encode_lm(
             records, self.tokenizer, cfg.model.max_length, train_on_prompt=cfg.data.train_on_prompt
         )
+        self.encoding[split.name] = encoded.to_dict()  # truncation / prompt-loss shares for the diagnosis
         if split.name == "train" and cfg.data.packing:
             packed = pack(encoded, cfg.model.max_length, seed=cfg.data.seed)
             return Encoded(packed.input_ids, packed.labels, {"position_ids": packed.position_ids})
@@ -308,6 +325,8 @@ class CausalLM(Task):
         shares = [repeated_ngram_share(t) for t in tuned]
         result: dict[str, Any] = {"generations": {"samples": len(tuned), "file": f"evaluation/{GENERATIONS_FILE}",
                                   "mean_repeated_trigrams": float(np.mean(shares)) if shares else None}}  # fmt: skip
+        result["encoding"] = {k: {n: v for n, v in e.items() if n != "dropped_rows"} | {"dropped": len(e["dropped_rows"])}
+                              for k, e in self.encoding.items() if k != "retain"}  # fmt: skip
         if self.retain is not None:
             after = self._score_retain(model)
             before = self.retain_before or after

@@ -145,7 +145,10 @@ def collect(run_dir: Path, seed: int, metric: str, split: str) -> tuple[list[Uni
     runs = []
     for key, directory in dirs:
         m = json.loads((directory / "metrics.json").read_text(encoding="utf-8"))
-        y_true, y_pred = _read_predictions(directory / "predictions" / f"{split}.jsonl", labels)
+        if labels:
+            y_true, y_pred = _read_predictions(directory / "predictions" / f"{split}.jsonl", labels)
+        else:  # a language model: no class predictions; runs are compared on their scores across seeds
+            y_true = y_pred = np.zeros(0, dtype=np.int64)
         runs.append(UnitRun(key, float(m[split][metric]), y_true, y_pred, float(m.get("train_time_s") or 0.0),
                             _peak_memory(directory)))  # fmt: skip
     return runs, metrics

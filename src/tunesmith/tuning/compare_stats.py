@@ -89,7 +89,7 @@ def pairwise(
         scores_a, scores_b = [x.score for x, _ in shared], [y.score for _, y in shared]
         paired = paired_test(scores_a, scores_b, method)
         mc = [mcnemar(x.y_pred == x.y_true, y.y_pred == y.y_true) for x, y in shared
-              if len(x.y_true) == len(y.y_true) and np.array_equal(x.y_true, y.y_true)]  # fmt: skip
+              if len(x.y_true) and len(x.y_true) == len(y.y_true) and np.array_equal(x.y_true, y.y_true)]  # fmt: skip
         diff = float(np.mean(scores_a) - np.mean(scores_b)) if shared else float("nan")
         aligned = [(x, y) for x, y in shared if np.array_equal(x.y_true, y.y_true)]
         boot = None
@@ -117,6 +117,8 @@ def pairwise(
         for p in pairs:
             if p["bootstrap"] is not None:
                 primary = "bootstrap"
+            elif p["mcnemar"]["runs"] == 0:  # no per-example predictions (causal-lm): across runs only
+                primary = "paired"
             else:
                 primary = "paired" if p["runs"] >= MIN_RUNS_FOR_PAIRED else "mcnemar"
             p["decided_by"] = primary
