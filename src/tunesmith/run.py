@@ -108,7 +108,7 @@ def run(
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
     retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
-    audit = _audit(recipe, tables, tokenizer) if not resume else None  # a resumed run keeps its audit.json
+    audit = _audit(recipe, tables, tokenizer, task) if not resume else None  # a resumed run keeps its audit.json
 
     # ---- the run directory ----
     if overwrite and run_dir.exists():
@@ -199,13 +199,13 @@ def run(
     return RunResult(run_dir=run_dir, metrics=metrics, outcome=outcome, findings=findings)
 
 
-def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any) -> AuditReport | None:
+def _audit(recipe: Recipe, tables: dict[str, Any], tokenizer: Any, task: Task) -> AuditReport | None:
     """The data doctor as the first stage; audit.gate=error stops here, before the run directory exists."""
     if recipe.audit.gate == "off":
         return None
     balance = "oversample" if recipe.data.balance == "oversample" else None
     balance = balance or ("class-weights" if recipe.train.class_weights else None)
-    report = run_audit(
+    report = task.audit(tables) or run_audit(  # a task's own doctor (images), else the text checks
         tables, recipe.audit, tokenizer=tokenizer, max_length=recipe.model.max_length, balance=balance
     )
     check_gate(report, recipe.audit.gate)

@@ -116,6 +116,10 @@ class Task:
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
         raise NotImplementedError
 
+    def audit(self, tables: dict[str, Table]) -> Any:
+        """The task's own data doctor (an AuditReport), or None for the text checks (tunesmith.audit)."""
+        return None
+
     # ---- model ----
     def load_model(self, bundle: DataBundle) -> LoadedModel:
         raise NotImplementedError
