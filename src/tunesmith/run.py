@@ -108,7 +108,9 @@ def run(
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
     retain_plan = forgetting.plan(recipe, loaded.model_dir) if task.uses_forgetting_control else None
-    audit = _audit(recipe, tables, tokenizer, task) if not resume else None  # a resumed run keeps its audit.json
+    audit = (
+        _audit(recipe, tables, tokenizer, task) if not resume else None
+    )  # a resumed run keeps its audit.json
 
     # ---- the run directory ----
     if overwrite and run_dir.exists():

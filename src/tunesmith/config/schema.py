@@ -49,7 +49,8 @@ class ModelConfig(Section):
     name: str = Field("minilm", description="registry name (minilm) or a local Hugging Face model directory")
     max_length: PositiveInt = Field(256, description="tokens kept per text; longer texts are truncated")
     image_size: PositiveInt | None = Field(
-        None, description="image-classification: input side in pixels; null: the model's own (224 for efficientnet-lite0)"
+        None,
+        description="image-classification: input side in pixels; null: the model's own (224 for efficientnet-lite0)",
     )
 
 
@@ -60,7 +61,9 @@ class DataConfig(Section):
     text: str = Field("text", description="column holding the input text")
     label: str = Field("label", description="column holding the class label")
     group: str | None = Field(None, description="optional column used for slices (e.g. condition)")
-    image: str | None = Field(None, description="image-classification: column of image paths (relative to the file); null: path")
+    image: str | None = Field(
+        None, description="image-classification: column of image paths (relative to the file); null: path"
+    )
     validation_split: float = Field(
         0.15, gt=0.0, lt=0.9, description="share of train held out when no validation file"
     )
@@ -101,12 +104,14 @@ class DataConfig(Section):
 class AugmentConfig(Section):
     """Extra training rows made by simple label-preserving edits (EDA, Wei and Zou 2019), seeded by data.seed."""
 
-    ops: list[Literal["delete", "swap", "typo", "case", "punctuation", "flip", "crop", "rotate", "color"]] = Field(
-        default_factory=lambda: ["delete", "swap"],  # type: ignore[arg-type]
-        min_length=1,
-        description="delete: drop each word with probability p; swap: swap two words, p x words times; "
-        "typo: a keyboard-neighbour typo in each word with probability p; case: upper/lower/title case; "
-        "punctuation: strip punctuation; images (per batch, seeded): flip, crop, rotate, color",
+    ops: list[Literal["delete", "swap", "typo", "case", "punctuation", "flip", "crop", "rotate", "color"]] = (
+        Field(
+            default_factory=lambda: ["delete", "swap"],  # type: ignore[arg-type]
+            min_length=1,
+            description="delete: drop each word with probability p; swap: swap two words, p x words times; "
+            "typo: a keyboard-neighbour typo in each word with probability p; case: upper/lower/title case; "
+            "punctuation: strip punctuation; images (per batch, seeded): flip, crop, rotate, color",
+        )
     )
     p: float = Field(0.1, gt=0.0, lt=1.0, description="share of the words an operation touches")
     copies: PositiveInt = Field(1, description="augmented copies per selected training row")

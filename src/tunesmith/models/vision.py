@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers.modeling_outputs import ImageClassifierOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
 from tunesmith.errors import UserError
 from tunesmith.models.gguf_cache import _is_complete, _publish, _temp_dir, model_cache_dir
@@ -78,11 +78,11 @@ class EfficientNetBackbone(nn.Module):
         self.head = nn.Sequential(net._conv_head, net._bn1, type(net._swish)(), nn.AdaptiveAvgPool2d(1))
         self.hidden_size = int(net._fc.in_features)
 
-    def forward(self, pixel_values: torch.Tensor, **_: Any) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, **_: Any) -> BaseModelOutputWithPooling:
         x = self.embeddings(pixel_values)
         for stage in self.layers:
             x = stage(x)
-        return self.head(x).flatten(1)
+        return BaseModelOutputWithPooling(pooler_output=self.head(x).flatten(1))
 
 
 class EfficientNetClassifier(nn.Module):
@@ -102,7 +102,8 @@ class EfficientNetClassifier(nn.Module):
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None
     ) -> ImageClassifierOutput:
-        return ImageClassifierOutput(logits=self.classifier(self.dropout(self.backbone(pixel_values))))
+        features = self.backbone(pixel_values).pooler_output
+        return ImageClassifierOutput(logits=self.classifier(self.dropout(features)))
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
