@@ -143,3 +143,26 @@ def test_bad_image_input_is_one_line_and_no_run_directory(
         run(recipe, quiet=True)
     assert "\n" not in str(error.value)
     assert not (tmp_path / "runs").exists()
+
+
+def test_image_doctor_finds_planted_defects(tmp_path: Path) -> None:
+    from tunesmith.audit.images import image_audit
+    from tunesmith.config.schema import AuditConfig, DataConfig
+    from tunesmith.data.images import read_image_tables
+
+    root = write_images(tmp_path / "train", n=8)
+    val = write_images(tmp_path / "val", n=2, seed=5)
+    Image.open(root / "plain" / "0.png").save(root / "plain" / "copy.bmp")  # same pixels, other format
+    Image.open(root / "plain" / "1.png").resize((32, 36)).save(root / "plain" / "big.jpg", quality=95)
+    Image.open(root / "plain" / "2.png").convert("L").save(root / "plain" / "grey.tiff")
+    Image.open(root / "marked" / "0.png").save(val / "marked" / "leaked.png")
+    (root / "plain" / "cut.png").write_bytes((root / "plain" / "3.png").read_bytes()[:60])  # truncated
+    tables = read_image_tables(DataConfig(train=str(root), validation=str(val)), strict=False)
+    found = {f.id.split(".")[-1]: f for f in image_audit(tables, AuditConfig(label_errors=False)).findings}
+    assert {"unreadable_images", "exact_duplicates", "near_duplicates", "leakage", "channel_outliers",
+            "size_outliers"} <= set(found)  # fmt: skip
+    train = tables["train"].frame
+    named = {Path(train["text"].iat[r]).name for r in found["channel_outliers"].rows or []}
+    assert named == {"grey.tiff"}
+    assert "cut.png" in found["unreadable_images"].evidence["files"][0]
+    assert found["leakage"].evidence["exact"] == 1

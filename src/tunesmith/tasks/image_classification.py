@@ -45,6 +45,7 @@ class ImageClassification(TextClassification):
         self.position: dict[str, int] = {}
         self.ops: list[str] = list(recipe.data.augment.ops) if recipe.data.augment else []
         self.collate_fn = self._collate_eval
+        self.model: torch.nn.Module | None = None
 
     def check_recipe(self) -> None:
         metric = self.recipe.eval.metric
@@ -83,7 +84,34 @@ class ImageClassification(TextClassification):
             model_dir, self.labels, seed=self.recipe.train.seed, image_size=self.info.image_size
         )
         freeze_batchnorm_stats(model)
+        self.model = model
         return LoadedModel(model, None, model_dir)
+
+    def audit(self, tables: dict[str, Table]) -> Any:
+        """The image doctor (tunesmith.audit.images), label errors from the pre-trained backbone's features."""
+        from tunesmith.audit.images import image_audit
+
+        balance = "oversample" if self.recipe.data.balance == "oversample" else None
+        balance = balance or ("class-weights" if self.recipe.train.class_weights else None)
+        return image_audit(tables, self.recipe.audit, balance=balance, embed=self.embed)
+
+    def embed(self, paths: list[str], batch_size: int = 64) -> torch.Tensor:
+        """Pooled backbone features of images (for the label-error check and the report)."""
+        from tunesmith.strategies.blocks import find_blocks
+
+        assert self.info is not None and self.model is not None
+        backbone, rows = find_blocks(self.model).backbone, []
+        was_training = backbone.training
+        backbone.eval()
+        for start in range(0, len(paths), batch_size):
+            pixels = torch.stack(
+                [load_image(p, self.info.image_size) for p in paths[start : start + batch_size]]
+            )
+            out = backbone(normalise(pixels, self.info.mean, self.info.std))
+            pooled = out.get("pooler_output")
+            rows.append((pooled if pooled is not None else out["last_hidden_state"][:, 0]).flatten(1))
+        backbone.train(was_training)
+        return torch.cat(rows)
 
     def encode(self, split: Split) -> Encoded:
         assert self.info is not None, "load_model() first"
