@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,9 @@ from tunesmith.config.loader import recipe_from_dict
 from tunesmith.errors import UserError
 from tunesmith.run import run
 from tunesmith.training.callbacks.base import Callback
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from report_browser import LOCAL_SCHEMES, inspect_report, needs_browser  # noqa: E402
 
 
 def make_tiny_resnet(folder: Path) -> Path:
@@ -80,10 +85,17 @@ def test_interrupted_augmented_run_resumes_bit_for_bit(tmp_path: Path, tiny_resn
     assert resumed.metrics["validation"] == ref.metrics["validation"]
 
 
-def test_frozen_keeps_backbone_weights_and_batchnorm_statistics(tmp_path: Path, tiny_resnet: Path) -> None:
+@pytest.fixture(scope="module")
+def frozen_run(tmp_path_factory: pytest.TempPathFactory, tiny_resnet: Path) -> Any:
+    """One epoch of `frozen` at a tiny lr: the head stays near random, so some predictions are wrong."""
+    tmp_path = tmp_path_factory.mktemp("frozen")
     train = write_images(tmp_path / "images")
-    recipe = _recipe(tmp_path, tiny_resnet, train, "frozen", epochs=1) | {"strategy": "frozen"}
-    result = run(recipe_from_dict(recipe), quiet=True)
+    recipe = _recipe(tmp_path, tiny_resnet, train, "frozen", epochs=1, lr=1e-6) | {"strategy": "frozen"}
+    return run(recipe_from_dict(recipe), quiet=True)
+
+
+def test_frozen_keeps_backbone_weights_and_batchnorm_statistics(frozen_run: Any, tiny_resnet: Path) -> None:
+    result = frozen_run
     before = load_file(str(tiny_resnet / "model.safetensors"))
     after = load_file(str(result.run_dir / "model" / "model.safetensors"))
     backbone = [k for k in before if k.startswith("resnet.")]
@@ -166,3 +178,16 @@ def test_image_doctor_finds_planted_defects(tmp_path: Path) -> None:
     assert named == {"grey.tiff"}
     assert "cut.png" in found["unreadable_images"].evidence["files"][0]
     assert found["leakage"].evidence["exact"] == 1
+
+
+@needs_browser
+def test_report_shows_confidently_wrong_thumbnails_in_chromium(frozen_run: Any) -> None:
+    images = json.loads((frozen_run.run_dir / "evaluation" / "images.json").read_text())
+    assert images["examples"] and images["examples"][0]["attribution"]
+    seen = inspect_report(frozen_run.run_dir / "report.html", checks={
+        "thumbnails": "[...document.querySelectorAll('section#images img.thumbnail')]"
+                      ".filter(i => i.complete && i.naturalWidth > 0).length",
+        "heatmaps": "document.querySelectorAll('section#images img.attribution').length",
+    })  # fmt: skip
+    assert seen["checks"]["thumbnails"] == len(images["examples"]) == seen["checks"]["heatmaps"]
+    assert not [r for r in seen["requests"] if not r.startswith(LOCAL_SCHEMES)]

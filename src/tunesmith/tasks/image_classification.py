@@ -29,8 +29,12 @@ from tunesmith.models.vision import (
     model_info,
     resolve_image_model_dir,
 )
+from tunesmith.report import images as image_section
+from tunesmith.report.extras import register_section
 from tunesmith.tasks.base import Encoded, LoadedModel
 from tunesmith.tasks.text_classification import TextClassification
+
+register_section(image_section.SECTION, image_section.render, title=image_section.TITLE)
 
 
 class ImageClassification(TextClassification):
