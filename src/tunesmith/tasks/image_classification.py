@@ -37,6 +37,10 @@ from tunesmith.tasks.text_classification import TextClassification
 register_section(image_section.SECTION, image_section.render, title=image_section.TITLE)
 
 
+# PEFT's lora / ia3 / prompt tuning wrap Hugging Face text models (task_type SEQ_CLS); not wired for images.
+IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive")
+
+
 class ImageClassification(TextClassification):
     name = "image-classification"
     metrics: ClassVar[dict[str, bool]] = TextClassification.metrics
@@ -67,9 +71,9 @@ class ImageClassification(TextClassification):
                             f"{', '.join(IMAGE_OPS)} (e.g. data.augment.ops: [flip, crop]).")  # fmt: skip
         if self.recipe.train.group_weights:
             raise UserError("train.group_weights: not available for images (no group column); remove it.")
-        if self.recipe.strategy.name in {"prompt-tuning", "ia3", "adapter"}:
-            raise UserError(f"strategy.name: {self.recipe.strategy.name} targets transformer text layers; for "
-                            "images use frozen, full, discriminative, progressive or lora.")  # fmt: skip
+        if self.recipe.strategy.name not in IMAGE_STRATEGIES:
+            raise UserError(f"strategy.name: {self.recipe.strategy.name} is not available for images yet; use "
+                            f"one of {', '.join(IMAGE_STRATEGIES)}.")  # fmt: skip
 
     def check_model(self) -> None:
         resolve_image_model_dir(self.recipe.model.name)  # converts the embedded model once; UserError if none
