@@ -98,6 +98,12 @@ class EfficientNetClassifier(nn.Module):
         self.backbone = EfficientNetBackbone(net)
         self.dropout = nn.Dropout(net._global_params.dropout_rate)
         self.classifier = nn.Linear(self.backbone.hidden_size, int(settings["num_labels"]))
+        # The port keeps TensorFlow's batch-norm momentum (0.99, i.e. 0.01 here), made for 350 epochs of
+        # ImageNet: over a short fine-tune the running statistics would barely leave ImageNet's while the
+        # weights move, and evaluation (which uses them) falls apart. PyTorch's default follows the new data.
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
 
     def forward(
         self, pixel_values: torch.Tensor, labels: torch.Tensor | None = None
