@@ -191,3 +191,24 @@ def test_report_shows_confidently_wrong_thumbnails_in_chromium(frozen_run: Any) 
     })  # fmt: skip
     assert seen["checks"]["thumbnails"] == len(images["examples"]) == seen["checks"]["heatmaps"]
     assert not [r for r in seen["requests"] if not r.startswith(LOCAL_SCHEMES)]
+
+
+def test_attribution_points_at_the_planted_marker() -> None:
+    from transformers.modeling_outputs import ImageClassifierOutput
+
+    from tunesmith.evaluation.images import attribution_map
+
+    class MarkerModel(torch.nn.Module):  # "marked" iff the top-left 3x3 corner is bright
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
+        def forward(self, pixel_values: torch.Tensor) -> ImageClassifierOutput:
+            corner = pixel_values[:, :, :3, :3].mean((1, 2, 3)) * self.scale
+            return ImageClassifierOutput(logits=torch.stack([corner, -corner], dim=1))
+
+    image = torch.rand(3, 16, 16) * 0.2
+    image[:, :3, :3] = 1.0
+    heat = attribution_map(MarkerModel(), image, target=0)
+    assert heat is not None
+    assert heat[:3, :3].sum() > 0.99 * heat.sum()
