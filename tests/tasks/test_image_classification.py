@@ -213,3 +213,8 @@ def test_attribution_points_at_the_planted_marker() -> None:
     heat = attribution_map(MarkerModel(), image, target=0)
     assert heat is not None
     assert heat[:3, :3].sum() > 0.99 * heat.sum()
+
+
+def test_image_augmentations_are_refused_for_text() -> None:
+    with pytest.raises(UserError, match=r"data.augment.ops: flip transform images"):
+        recipe_from_dict({"data": {"train": "x.csv", "augment": {"ops": ["delete", "flip"]}}})

@@ -438,6 +438,12 @@ class Recipe(Section):
                 self.strategy.name = "lora"
         if self.task == "image-classification" and "name" not in self.model.model_fields_set:
             self.model.name = "efficientnet-lite0"  # the embedded ImageNet CNN (tunesmith.models.vision)
+        image_ops = {"flip", "crop", "rotate", "color"} & set(
+            self.data.augment.ops if self.data.augment else []
+        )
+        if image_ops and self.task != "image-classification":
+            raise ValueError(f"data.augment.ops: {', '.join(sorted(image_ops))} transform images; for texts use "
+                             "delete, swap, typo, case or punctuation")  # fmt: skip
         return self
 
     @model_validator(mode="before")
