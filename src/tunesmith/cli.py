@@ -116,9 +116,18 @@ def demo_command(
     from tunesmith.demo import DEMO_RECIPE, lm_demo_recipe
 
     setup_logging(quiet)
-    if task not in ("text-classification", "causal-lm"):
-        raise UserError(f"--task: '{task}' has no demo; use text-classification or causal-lm.")
-    base = DEMO_RECIPE if task == "text-classification" else lm_demo_recipe(Path("runs") / ".demo-lm-data")
+    if task not in ("text-classification", "causal-lm", "image-classification"):
+        raise UserError(
+            f"--task: '{task}' has no demo; use text-classification, causal-lm or image-classification."
+        )
+    if task == "image-classification":  # EfficientNet-Lite0 on 2,000 real digits (tunesmith.data.image_demo)
+        from tunesmith.data.image_demo import image_demo_recipe
+
+        base = image_demo_recipe(Path("runs") / ".demo-image-data")
+    else:
+        base = (
+            DEMO_RECIPE if task == "text-classification" else lm_demo_recipe(Path("runs") / ".demo-lm-data")
+        )
     recipe = recipe_from_dict(apply_overrides(base, overrides or []), "demo recipe")
     _run_and_summarise(recipe, resume=False, overwrite=True, quiet=quiet)
 
@@ -190,14 +199,18 @@ def config_show(recipe: Path = RecipeArg, overrides: list[str] = OverridesArg) -
 @user_errors
 def export_demo(
     out_dir: Path = typer.Argument(Path("data"), help="where to write train.tsv and test.tsv"),
-    task: str = typer.Option("text-classification", "--task", help="text-classification | causal-lm"),
+    task: str = typer.Option(
+        "text-classification", "--task", help="text-classification | causal-lm | image-classification"
+    ),
 ) -> None:
     """Write the packaged drug-review data (for examples/minimal.yaml); --task causal-lm writes the
     review corpus, instructions built from the reviews and a general-text retain set as JSON Lines."""
     from tunesmith.data.demo import export_demo_data
+    from tunesmith.data.image_demo import export_image_demo
     from tunesmith.data.lm_demo import export_lm_demo_data
 
-    exporters = {"text-classification": export_demo_data, "causal-lm": export_lm_demo_data}
+    exporters = {"text-classification": export_demo_data, "causal-lm": export_lm_demo_data,
+                 "image-classification": export_image_demo}  # fmt: skip
     if task not in exporters:
         raise UserError(f"--task: unknown task '{task}'; use one of {', '.join(exporters)}.")
     for name, path in exporters[task](out_dir).items():

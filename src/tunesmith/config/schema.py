@@ -48,6 +48,10 @@ def _numeric(annotation: Any) -> bool:
 class ModelConfig(Section):
     name: str = Field("minilm", description="registry name (minilm) or a local Hugging Face model directory")
     max_length: PositiveInt = Field(256, description="tokens kept per text; longer texts are truncated")
+    image_size: PositiveInt | None = Field(
+        None,
+        description="image-classification: input side in pixels; null: the model's own (224 for efficientnet-lite0)",
+    )
 
 
 class DataConfig(Section):
@@ -57,6 +61,9 @@ class DataConfig(Section):
     text: str = Field("text", description="column holding the input text")
     label: str = Field("label", description="column holding the class label")
     group: str | None = Field(None, description="optional column used for slices (e.g. condition)")
+    image: str | None = Field(
+        None, description="image-classification: column of image paths (relative to the file); null: path"
+    )
     validation_split: float = Field(
         0.15, gt=0.0, lt=0.9, description="share of train held out when no validation file"
     )
@@ -97,12 +104,14 @@ class DataConfig(Section):
 class AugmentConfig(Section):
     """Extra training rows made by simple label-preserving edits (EDA, Wei and Zou 2019), seeded by data.seed."""
 
-    ops: list[Literal["delete", "swap", "typo", "case", "punctuation"]] = Field(
-        default_factory=lambda: ["delete", "swap"],  # type: ignore[arg-type]
-        min_length=1,
-        description="delete: drop each word with probability p; swap: swap two words, p x words times; "
-        "typo: a keyboard-neighbour typo in each word with probability p; case: upper/lower/title case; "
-        "punctuation: strip punctuation",
+    ops: list[Literal["delete", "swap", "typo", "case", "punctuation", "flip", "crop", "rotate", "color"]] = (
+        Field(
+            default_factory=lambda: ["delete", "swap"],  # type: ignore[arg-type]
+            min_length=1,
+            description="delete: drop each word with probability p; swap: swap two words, p x words times; "
+            "typo: a keyboard-neighbour typo in each word with probability p; case: upper/lower/title case; "
+            "punctuation: strip punctuation; images (per batch, seeded): flip, crop, rotate, color",
+        )
     )
     p: float = Field(0.1, gt=0.0, lt=1.0, description="share of the words an operation touches")
     copies: PositiveInt = Field(1, description="augmented copies per selected training row")
@@ -409,7 +418,7 @@ class TuneConfig(Section):
 
 
 class Recipe(Section):
-    task: Literal["text-classification", "causal-lm"] = "text-classification"
+    task: Literal["text-classification", "causal-lm", "image-classification"] = "text-classification"
     model: ModelConfig = Field(default_factory=ModelConfig)
     data: DataConfig
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -436,6 +445,14 @@ class Recipe(Section):
                 self.eval.metric = "perplexity"
             if "name" not in self.strategy.model_fields_set:
                 self.strategy.name = "lora"
+        if self.task == "image-classification" and "name" not in self.model.model_fields_set:
+            self.model.name = "efficientnet-lite0"  # the embedded ImageNet CNN (tunesmith.models.vision)
+        image_ops = {"flip", "crop", "rotate", "color"} & set(
+            self.data.augment.ops if self.data.augment else []
+        )
+        if image_ops and self.task != "image-classification":
+            raise ValueError(f"data.augment.ops: {', '.join(sorted(image_ops))} transform images; for texts use "
+                             "delete, swap, typo, case or punctuation")  # fmt: skip
         return self
 
     @model_validator(mode="before")

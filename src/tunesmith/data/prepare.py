@@ -35,6 +35,11 @@ def prepare_data(cfg: DataConfig) -> tuple[dict[str, Table], DataBundle]:
     """Read, validate, encode and split. Raises UserError naming the file, row and fix on bad data."""
     tables = read_tables(cfg)
     validate_for_training(tables)
+    return tables, bundle_from_tables(tables, cfg)
+
+
+def bundle_from_tables(tables: dict[str, Table], cfg: DataConfig) -> DataBundle:
+    """Encode labels and split validated tables (text rows here, image paths in tunesmith.data.images)."""
     train = tables["train"].frame
     labels = label_names(train[LABEL])
     label2id = {name: i for i, name in enumerate(labels)}
@@ -61,7 +66,7 @@ def prepare_data(cfg: DataConfig) -> tuple[dict[str, Table], DataBundle]:
     # data.augment / data.balance: the training split only, after validation is split off.
     bundle.train, balance_notes = balance_training_split(bundle.train, labels, cfg)
     bundle.notes |= balance_notes
-    return tables, bundle
+    return bundle
 
 
 def label_names(values: Iterable[str]) -> list[str]:

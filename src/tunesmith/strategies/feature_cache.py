@@ -92,6 +92,8 @@ class FeatureCache:
         token_type_ids: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> Any:
+        if input_ids is not None and input_ids.is_floating_point():  # pixel_values of a vision backbone
+            return self._images(input_ids, kwargs)
         if input_ids is None or any(kwargs.get(k) is not None for k in ("inputs_embeds", "position_ids")):
             return self.original(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **kwargs
@@ -129,6 +131,29 @@ class FeatureCache:
             entry |= {n: out[n][j].clone() for n in PER_EXAMPLE if out.get(n) is not None}
             self.entries[keys[i]] = entry
         self.dirty = True
+
+    def _images(self, pixels: torch.Tensor, kwargs: dict[str, Any]) -> CachedOutput:
+        """Images are keyed by their exact pixels: with data.augment on, only unaugmented batches (validation,
+        test) hit the cache, and training batches are computed anew."""
+        keys = [
+            hashlib.blake2b(row.detach().cpu().numpy().tobytes(), digest_size=16).digest() for row in pixels
+        ]
+        missing = [i for i, k in enumerate(keys) if k not in self.entries]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if missing:
+            was_training = self.backbone.training
+            self.backbone.eval()
+            with torch.no_grad():
+                out = self.original(pixels[torch.tensor(missing, device=pixels.device)])
+            self.backbone.train(was_training)
+            for j, i in enumerate(missing):
+                self.entries[keys[i]] = {
+                    n: out[n][j].clone() for n in PER_TOKEN + PER_EXAMPLE if out.get(n) is not None
+                }
+            self.dirty = True
+        found = [self.entries[k] for k in keys]
+        return CachedOutput(**{n: torch.stack([e[n].to(pixels.device) for e in found]) for n in found[0]})
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,13 @@ class PrefixCache:
 
     def _before(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if not self.active or ids is None or kwargs.get("inputs_embeds") is not None:
+        # Pixels (vision backbones) are not cached here: frozen stages still run without gradients.
+        if (
+            not self.active
+            or ids is None
+            or ids.is_floating_point()
+            or kwargs.get("inputs_embeds") is not None
+        ):
             self.keys = None
             return
         mask = kwargs.get("attention_mask")

@@ -7,12 +7,13 @@ from typing import TYPE_CHECKING
 from tunesmith.errors import UserError
 from tunesmith.tasks.base import Task
 from tunesmith.tasks.causal_lm import CausalLM
+from tunesmith.tasks.image_classification import ImageClassification
 from tunesmith.tasks.text_classification import TextClassification
 
 if TYPE_CHECKING:
     from tunesmith.config.schema import Recipe
 
-TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TextClassification, CausalLM)}
+TASKS: dict[str, type[Task]] = {cls.name: cls for cls in (TextClassification, CausalLM, ImageClassification)}
 
 
 def make_task(recipe: Recipe) -> Task:
