@@ -48,6 +48,16 @@ def _numeric(annotation: Any) -> bool:
 class ModelConfig(Section):
     name: str = Field("minilm", description="registry name (minilm) or a local Hugging Face model directory")
     max_length: PositiveInt = Field(256, description="tokens kept per text; longer texts are truncated")
+    # Model shaping (tunesmith.models.shaping): null keeps the model's own setting.
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="backbone hidden and attention dropout; null: the model's own"
+    )
+    classifier_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="text-classification: dropout before the head; null: the model's own"
+    )
+    num_layers: PositiveInt | None = Field(
+        None, description="keep the bottom N transformer blocks (smaller, faster); null: all of them"
+    )
 
 
 class DataConfig(Section):
@@ -159,6 +169,12 @@ class TrainConfig(Section):
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
     group_weights: bool = Field(
         False, description="weight the loss by inverse frequency of data.group values (fairer slices)"
+    )
+    l1: float = Field(
+        0.0, ge=0.0, description="L1 penalty on the trainable weights (not biases or norms); 0: none"
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="text-classification: share of the target spread over all classes"
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
