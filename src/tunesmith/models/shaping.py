@@ -74,9 +74,9 @@ def shape_config(config: PretrainedConfig, model: Any) -> PretrainedConfig:
             if key in keys:
                 setattr(config, key, float(model.classifier_dropout))
     if model.num_layers is not None:
-        key = layer_key(config)
-        if key is not None:
-            setattr(config, key, int(model.num_layers))
+        layers = layer_key(config)
+        if layers is not None:
+            setattr(config, layers, int(model.num_layers))
             # Newer configs list each block's kind (full / sliding attention); keep the bottom ones.
             if isinstance(getattr(config, "layer_types", None), list):
                 config.layer_types = config.layer_types[: model.num_layers]
