@@ -53,7 +53,7 @@ class ModelConfig(Section):
         None, ge=0.0, lt=1.0, description="backbone hidden and attention dropout; null: the model's own"
     )
     classifier_dropout: float | None = Field(
-        None, ge=0.0, lt=1.0, description="text-classification: dropout before the head; null: the model's own"
+        None, ge=0.0, lt=1.0, description="classification: dropout before the head; null: the model's own"
     )
     num_layers: PositiveInt | None = Field(
         None, description="keep the bottom N transformer blocks (smaller, faster); null: all of them"
