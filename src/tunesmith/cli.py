@@ -327,6 +327,9 @@ def _register_modules() -> None:
 
     for name, command in (("lr-find", tuning.lr_find), ("tune", tuning.tune), ("compare", tuning.compare)):
         app.command(name)(user_errors(command))
+    from tunesmith.tuning.improve_command import improve
+
+    app.command("improve")(user_errors(improve))
 
 
 _register_modules()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -68,6 +69,18 @@ def _base_name(model_dir: Path, run_dir: Path | None, config: dict[str, object])
     return str(base)
 
 
+def _recorded_shape(model_dir: Path, run_dir: Path | None) -> Any:
+    """The run's model section (model.num_layers etc.): an adapter belongs on the base as it was shaped."""
+    from tunesmith.config.schema import ModelConfig
+
+    for recipe in ([run_dir / "config.yaml"] if run_dir else []) + [model_dir.parent / "config.yaml"]:
+        if recipe.is_file():
+            model = (yaml.safe_load(recipe.read_text()) or {}).get("model", {})
+            known = {k: model.get(k) for k in ("name", "dropout", "classifier_dropout", "num_layers")}
+            return ModelConfig(**{k: v for k, v in known.items() if v is not None})
+    return None
+
+
 def run_task(model_dir: Path, run_dir: Path | None = None) -> str:
     """The task the run trained (its config.yaml), text-classification for a bare model directory."""
     for recipe in ([run_dir / "config.yaml"] if run_dir else []) + [model_dir.parent / "config.yaml"]:
@@ -89,14 +102,20 @@ def load_trained(model_dir: Path, run_dir: Path | None = None) -> torch.nn.Modul
     base: torch.nn.Module
     if causal:
         from tunesmith.models.gguf_cache import resolve_causal_lm_dir
+        from tunesmith.models.shaping import shaped_kwargs
 
+        base_dir = resolve_causal_lm_dir(name)
+        shape = _recorded_shape(model_dir, run_dir)
         base = AutoModelForCausalLM.from_pretrained(
-            resolve_causal_lm_dir(name), use_safetensors=True, trust_remote_code=False
-        )
+            base_dir, use_safetensors=True, trust_remote_code=False,
+            **(shaped_kwargs(base_dir, shape) if shape is not None else {}),
+        )  # fmt: skip
     else:
         from tunesmith.models.loader import load_classifier
 
-        base, _, _ = load_classifier(name, _labels(model_dir), seed=0)
+        base, _, _ = load_classifier(
+            name, _labels(model_dir), seed=0, shape=_recorded_shape(model_dir, run_dir)
+        )
     if config.get("adapter_type") == bottleneck.ADAPTER_TYPE:
         return bottleneck.load_adapter(base, model_dir).eval()
     from peft import PeftModel

@@ -38,6 +38,7 @@ from tunesmith.training import checkpoint as ckpt
 from tunesmith.training.callbacks.base import Callback
 from tunesmith.training.callbacks.early_stopping import EarlyStopping
 from tunesmith.training.callbacks.monitor import GradientMonitor
+from tunesmith.training.callbacks.penalties import penalty_callbacks
 from tunesmith.training.loop import TrainOutcome, train
 from tunesmith.training.optim import make_optimizer, make_scheduler
 from tunesmith.training.precision import accelerate_mixed_precision, resolve_precision
@@ -163,6 +164,7 @@ def run(
     if es.patience:
         callbacks.append(EarlyStopping(recipe.eval.metric, es.patience, es.min_delta))
     callbacks += strategy.callbacks() + (retain.callbacks if retain else []) + list(extra_callbacks or [])
+    callbacks += penalty_callbacks(recipe)  # train.l1
     callbacks += trackers  # last, so they log the keys the other callbacks add to each record
 
     # ---- training, evaluation of the best weights, outputs (trackers hear of a failure) ----

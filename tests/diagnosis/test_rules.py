@@ -382,3 +382,20 @@ def test_registry_rejects_duplicates_and_runs_a_subset() -> None:
     found = diagnose_data(make_run(confusion=[[0, 0, 20], [0, 0, 15], [0, 0, 65]]), rules=["zero_recall"])
     assert ids(found) == ["training.zero_recall"]
     assert LABELS
+
+
+def test_overfitting_recommends_more_dropout_for_a_recipe_with_a_model_section() -> None:
+    epochs = [
+        {"train_loss": 1.0, "val_loss": 0.90, "val_loss_se": 0.02},
+        {"train_loss": 0.7, "val_loss": 0.70, "val_loss_se": 0.02},
+        {"train_loss": 0.4, "val_loss": 0.78, "val_loss_se": 0.03},
+        {"train_loss": 0.2, "val_loss": 0.90, "val_loss_se": 0.03},
+        {"train_loss": 0.1, "val_loss": 1.05, "val_loss_se": 0.04},
+    ]
+    for dropout, expected in ((None, 0.2), (0.2, 0.3), (0.3, None)):
+        run = make_run(epochs=epochs)
+        run.recipe["model"] = {"name": "minilm", "dropout": dropout}  # as config.yaml records it
+        found = only(diagnose_data(run), "training.overfitting")
+        assert found.config_patch is not None
+        assert found.config_patch.get("model.dropout") == expected
+        assert_valid_patch(found)

@@ -52,6 +52,16 @@ class ModelConfig(Section):
         None,
         description="image-classification: input side in pixels; null: the model's own (224 for efficientnet-lite0)",
     )
+    # Model shaping (tunesmith.models.shaping): null keeps the model's own setting.
+    dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="backbone hidden and attention dropout; null: the model's own"
+    )
+    classifier_dropout: float | None = Field(
+        None, ge=0.0, lt=1.0, description="classification: dropout before the head; null: the model's own"
+    )
+    num_layers: PositiveInt | None = Field(
+        None, description="keep the bottom N transformer blocks (smaller, faster); null: all of them"
+    )
 
 
 class DataConfig(Section):
@@ -168,6 +178,12 @@ class TrainConfig(Section):
     class_weights: bool = Field(False, description="weight the loss by inverse class frequency")
     group_weights: bool = Field(
         False, description="weight the loss by inverse frequency of data.group values (fairer slices)"
+    )
+    l1: float = Field(
+        0.0, ge=0.0, description="L1 penalty on the trainable weights (not biases or norms); 0: none"
+    )
+    label_smoothing: float = Field(
+        0.0, ge=0.0, lt=1.0, description="text-classification: share of the target spread over all classes"
     )
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"

@@ -77,3 +77,15 @@ def stabilising_patch(data: RunData, lr_divisor: float) -> dict[str, Any]:
 
 def epoch_values(data: RunData, key: str) -> list[float | None]:
     return [float(r[key]) if finite(r.get(key)) else None for r in data.epochs]
+
+
+def dropout_patch(data: RunData) -> dict[str, Any]:
+    """More dropout against overfitting: model.dropout 0.2 when the recipe keeps the model's own (0.1 for
+    BERT-style encoders, 0 for Llama), else 0.1 more, up to 0.3. Empty for a recipe without a model section
+    (scripted histories) or one already at 0.3."""
+    if "model" not in data.recipe:
+        return {}
+    current = data.setting("model.dropout")
+    if current is None:
+        return {"model.dropout": 0.2}
+    return {"model.dropout": round(float(current) + 0.1, 2)} if finite(current) and current < 0.3 else {}

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.diagnosis.common import finding, rnd
+from tunesmith.diagnosis.common import dropout_patch, finding, rnd
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData, finite
 from tunesmith.diagnosis.signals import lr_too_high
@@ -98,6 +98,7 @@ def overfitting(data: RunData) -> list[Finding]:
     weight_decay = data.setting("train.weight_decay")
     if finite(weight_decay) and weight_decay < 0.1:
         patch["train.weight_decay"] = 0.1
+    patch |= dropout_patch(data)
     return [
         finding(
             "overfitting",
@@ -107,7 +108,7 @@ def overfitting(data: RunData) -> list[Finding]:
             evidence,
             f"Validation loss was lowest at epoch {best.epoch} and rose by {evidence['rise_in_se']} standard "
             f"errors since. Train for {best.epoch} epochs (or rely on early stopping), and regularise: raise "
-            "train.weight_decay, use a parameter-efficient strategy, or add data.",
+            "train.weight_decay or model.dropout, use a parameter-efficient strategy, or add data.",
             patch,
         )
     ]
@@ -176,6 +177,7 @@ def generalization_gap(data: RunData) -> list[Finding]:
     weight_decay = data.setting("train.weight_decay")
     if finite(weight_decay) and weight_decay < 0.1:
         patch["train.weight_decay"] = 0.1
+    patch |= dropout_patch(data)
     return [
         finding(
             "generalization_gap",
@@ -190,7 +192,7 @@ def generalization_gap(data: RunData) -> list[Finding]:
                 "validation_se": rnd(se) if se else None,
             },
             "The model fits the training data much better than unseen data. Regularise (raise "
-            "train.weight_decay, fewer epochs, a parameter-efficient strategy) or add training data; check "
+            "train.weight_decay or model.dropout, fewer epochs, a parameter-efficient strategy) or add training data; check "
             "the data audit for leakage or a validation set drawn from a different distribution.",
             patch,
         )

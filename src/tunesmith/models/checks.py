@@ -66,6 +66,10 @@ def check_model_options(recipe: Recipe) -> None:
             f"model.name: {model_dir.name} is a '{model_type}' model, which has no sequence-classification "
             f"head in transformers; task {recipe.task} needs an encoder such as BERT (e.g. model.name: minilm)."
         )
+    from tunesmith.models import shaping
+
+    shaping.check_shape(model_dir, recipe.model, config)
+    shaping.shape_config(config, recipe.model)  # the strategy checks see the blocks the run will have
     strategy = get_strategy(recipe.strategy)
     options = getattr(strategy, "options", None)
     extra = int(getattr(options, "num_virtual_tokens", 0) or 0) if strategy.name == "prompt-tuning" else 0

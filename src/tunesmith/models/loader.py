@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
@@ -14,6 +15,7 @@ from transformers import (
 )
 
 from tunesmith.errors import UserError
+from tunesmith.models import shaping
 from tunesmith.models.registry import resolve_model_dir
 
 transformers.logging.set_verbosity_error()  # "newly initialized head" warnings are expected here
@@ -31,9 +33,11 @@ def load_tokenizer(model_dir: Path) -> PreTrainedTokenizerBase:
 
 
 def load_classifier(
-    name: str, labels: list[str], *, seed: int
+    name: str, labels: list[str], *, seed: int, shape: Any = None
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, Path]:
-    """Return (model, tokenizer, model_dir). The head is initialised from `seed`, so runs repeat exactly."""
+    """Return (model, tokenizer, model_dir). The head is initialised from `seed`, so runs repeat exactly.
+
+    `shape` (the recipe's model section) applies model.dropout / classifier_dropout / num_layers."""
     model_dir = resolve_model_dir(name)
     tokenizer = load_tokenizer(model_dir)
     try:
@@ -46,6 +50,9 @@ def load_classifier(
         )
     except (OSError, ValueError) as exc:
         raise UserError(f"model.name: {model_dir}/config.json cannot be read ({exc}).") from exc
+    if shape is not None and shaping.is_shaped(shape):
+        shaping.check_shape(model_dir, shape, config)
+        shaping.shape_config(config, shape)
     torch.manual_seed(seed)
     try:
         # A fine-tuned checkpoint with another label count (sequential fine-tuning) gets a fresh head.

@@ -49,6 +49,8 @@ CLASSIFICATION_ONLY = (
     ("data.group", lambda r: r.data.group is not None),
     ("eval.cv", lambda r: r.eval.cv is not None),
     ("forgetting.label", lambda r: r.forgetting.label is not None),
+    ("model.classifier_dropout", lambda r: r.model.classifier_dropout is not None),
+    ("train.label_smoothing", lambda r: r.train.label_smoothing > 0),
 )
 
 
@@ -100,8 +102,10 @@ class CausalLM(Task):
     def check_model(self) -> None:
         from tunesmith.models.checks import check_max_length
         from tunesmith.models.gguf_cache import resolve_causal_lm_dir
+        from tunesmith.models.shaping import check_shape
 
         check_max_length(resolve_causal_lm_dir(self.recipe.model.name), self.recipe.model.max_length)
+        check_shape(resolve_causal_lm_dir(self.recipe.model.name), self.recipe.model)
 
     # ---- data ----
     def prepare_data(self) -> tuple[dict[str, Table], DataBundle]:
@@ -186,6 +190,7 @@ class CausalLM(Task):
 
         from tunesmith.models.gguf_cache import resolve_causal_lm_dir
         from tunesmith.models.loader import load_tokenizer
+        from tunesmith.models.shaping import shaped_kwargs
 
         model_dir = resolve_causal_lm_dir(self.recipe.model.name)
         tokenizer = load_tokenizer(model_dir)
@@ -193,8 +198,9 @@ class CausalLM(Task):
             tokenizer.pad_token = tokenizer.eos_token
         try:
             model = AutoModelForCausalLM.from_pretrained(
-                model_dir, use_safetensors=True, trust_remote_code=False
-            )
+                model_dir, use_safetensors=True, trust_remote_code=False,
+                **shaped_kwargs(model_dir, self.recipe.model),  # model.dropout / num_layers
+            )  # fmt: skip
         except (OSError, ValueError) as exc:
             raise UserError(f"model.name: cannot load {model_dir} as a causal LM ({exc}).") from exc
         self.tokenizer = tokenizer

@@ -103,7 +103,7 @@ class TextClassification(Task):
         self.bundle = bundle
         self.train_rows = list(bundle.train.rows)  # source rows of the training examples, for dynamics.npz
         model, tokenizer, model_dir = load_classifier(
-            self.recipe.model.name, self.labels, seed=self.recipe.train.seed
+            self.recipe.model.name, self.labels, seed=self.recipe.train.seed, shape=self.recipe.model
         )
         self.tokenizer, self.collate_fn = tokenizer, make_collate(tokenizer)
         return LoadedModel(model, tokenizer, model_dir)
@@ -135,11 +135,13 @@ class TextClassification(Task):
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs).logits.float()
         weights = self.weights.to(logits.device) if self.weights is not None else None
+        smoothing = self.recipe.train.label_smoothing  # training loss only; evaluation stays plain NLL
         if self.example_weights is None:
-            loss = F.cross_entropy(logits, labels, weight=weights)
+            loss = F.cross_entropy(logits, labels, weight=weights, label_smoothing=smoothing)
         else:  # a weighted mean over the batch, as cross_entropy's own `weight` makes it
             w = self.example_weights[index] * (weights[labels] if weights is not None else 1.0)
-            loss = (F.cross_entropy(logits, labels, reduction="none") * w).sum() / w.sum()
+            per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
+            loss = (per_example * w).sum() / w.sum()
         detached = logits.detach()
         own = detached.gather(1, labels[:, None]).squeeze(1)
         others = detached.scatter(1, labels[:, None], float("-inf")).amax(1)

@@ -14,6 +14,7 @@ from tunesmith.config.loader import apply_overrides, recipe_from_dict
 from tunesmith.config.schema import Recipe, SearchParam
 from tunesmith.errors import UserError
 from tunesmith.strategies.registry import get_strategy
+from tunesmith.tasks.registry import make_task
 
 _RESERVED = ("search", "tune", "output")
 
@@ -50,7 +51,9 @@ def check_space(recipe: Recipe, source: str) -> dict[str, SearchParam]:
                             "data, strategy, train or eval settings")  # fmt: skip
         for value in _probe_values(spec):
             try:
-                get_strategy(trial_recipe(base, {key: value}, source).strategy)  # checks the options too
+                probe = trial_recipe(base, {key: value}, source)
+                get_strategy(probe.strategy)  # checks the options too
+                make_task(probe).check_model()  # e.g. model.num_layers against the model's blocks
             except UserError as exc:
                 problem = "; ".join(str(exc).splitlines()).replace(f"override '{override(key, value)}': ", "")
                 raise UserError(

@@ -25,6 +25,7 @@ class Significance:
     statistic: float | None = None
     n: int = 0
     detail: str = ""
+    ci: list[float] | None = None  # 95% interval of the difference, where the test gives one (bootstrap)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,4 +239,5 @@ def paired_bootstrap(
     p = 2.0 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0)))
     low, high = np.quantile(diffs, [0.025, 0.975])
     detail = f"mean difference {observed:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}] over {k} run(s)"
-    return Significance("paired-bootstrap", min(1.0, max(p, 1.0 / replicates)), observed, k, detail)
+    return Significance("paired-bootstrap", min(1.0, max(p, 1.0 / replicates)), observed, k, detail,
+                        [float(low), float(high)])  # fmt: skip
