@@ -284,6 +284,9 @@ def _register_modules() -> None:
 
     app.command("doctor")(user_errors(doctor))
     app.command("report")(user_errors(report))
+    from tunesmith.hardware.command import plan
+
+    app.command("plan")(user_errors(plan))
     from tunesmith.evaluation.suite.command import evaluate
 
     app.command("evaluate")(user_errors(evaluate))

@@ -13,6 +13,7 @@ from tunesmith.diagnosis import (
     rules_epochs,
     rules_events,
     rules_gradients,
+    rules_hardware,
     rules_loss,
     rules_predictions,
     rules_start,
@@ -30,6 +31,7 @@ _RULE_MODULES = (
     rules_gradients,
     rules_start,
     dynamics,
+    rules_hardware,
 )  # registers them
 
 
