@@ -2,13 +2,15 @@
 
 On CUDA the meter reads torch.cuda.max_memory_allocated. On CPU it reads the kernel's high-water mark of
 the process's resident memory (VmHWM), which Linux resets when "5" is written to /proc/self/clear_refs;
-where that is not possible it falls back to getrusage's lifetime peak (a delta, then, only counts memory
+the C heap is trimmed first so the resident size is live memory. Where that is not possible it falls back to getrusage's lifetime peak (a delta, then, only counts memory
 above every earlier peak). Large tensors come from mmap and go back to the kernel when freed, so the
 resident size follows the live tensors closely.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import resource
 from dataclasses import dataclass
@@ -34,7 +36,16 @@ def rss_bytes() -> int:
     return kb * 1024 if kb is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _trim_heap() -> None:
+    """Give the C heap's free pages back to the kernel (glibc malloc_trim), so the resident size counts
+    live memory only: glibc keeps freed blocks under its (growing) mmap threshold resident, which would
+    hide a new allocation that reuses them from the peak."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def _reset_host_peak() -> bool:
+    _trim_heap()
     try:
         Path("/proc/self/clear_refs").write_text("5")
         return True

@@ -307,16 +307,27 @@ def _resolve_auto(
     """The largest micro-batch (a divisor of the effective batch) whose predicted peak leaves HEADROOM."""
     target = effective_batch(recipe.train)
     choices = [m for m in micro_batch_choices(recipe.train) if m <= max(1, len(train_data))] or [1]
+    # two small probes give activations = intercept + slope x micro-batch (workspaces do not scale)
     m0 = min(choices[0], AUTO_PROBE_BATCH)
+    m1 = max(1, m0 // 2)
     small = probe(recipe, task, model, strategy, train_data, None, accelerator, batch_size=m0, timed=False)
     per_example = small.activations_bytes / max(small.batch_size, 1)
-    fixed = small.train_peak_bytes - small.activations_bytes
+    if m1 < small.batch_size:
+        smaller = probe(
+            recipe, task, model, strategy, train_data, None, accelerator, batch_size=m1, timed=False
+        )
+        slope = (small.activations_bytes - smaller.activations_bytes) / (
+            small.batch_size - smaller.batch_size
+        )
+        per_example = max(slope, 0.25 * per_example)  # noise must not make the batch free
+    fixed = small.train_peak_bytes - per_example * small.batch_size
     budget = (1 - HEADROOM) * available
     chosen = next((m for m in choices if fixed + per_example * m <= budget), choices[-1])
     why = (f"predicted peak {_mb(fixed + per_example * chosen)} within {1 - HEADROOM:.0%} of {_mb(available)}, "
            f"from a probe at micro-batch {small.batch_size}")  # fmt: skip
     return with_batch(recipe, chosen, target // chosen), {
         "effective_batch": target, "probe_batch": small.batch_size, "per_example_activations_mb": per_example / MIB,
+        "fixed_mb": fixed / MIB,
         "chosen": chosen, "why": why,
     }  # fmt: skip
 
