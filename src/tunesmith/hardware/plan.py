@@ -66,10 +66,15 @@ class Plan:
     truncation: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     auto: dict[str, Any] | None = None  # how batch_size: auto chose
+    copies_bytes: int = 0  # the loop's host copies: best-epoch weights, nan_policy rollback state
 
     @property
     def needed_bytes(self) -> int:
-        return self.probe.peak_bytes
+        p = self.probe
+        # a checkpoint serialises the weights and the optimizer state one file at a time (safetensors
+        # builds each file in memory), between steps: activations are gone by then
+        saving = p.weights_bytes + p.other_bytes + p.optimizer_bytes + max(p.weights_bytes, p.optimizer_bytes)
+        return max(p.peak_bytes, saving) + self.copies_bytes
 
     def to_dict(self) -> dict[str, Any]:
         p = self.probe
@@ -78,7 +83,8 @@ class Plan:
             "memory_mb": {"weights": p.weights_bytes / MIB, "gradients": p.gradients_bytes / MIB,
                           "optimizer": p.optimizer_bytes / MIB, "activations": p.activations_bytes / MIB,
                           "other": p.other_bytes / MIB, "train_peak": p.train_peak_bytes / MIB,
-                          "eval_peak": p.eval_peak_bytes / MIB, "needed": self.needed_bytes / MIB,
+                          "eval_peak": p.eval_peak_bytes / MIB, "loop_copies": self.copies_bytes / MIB,
+                          "needed": self.needed_bytes / MIB,
                           "available": self.available_bytes / MIB},
             "batch_size": self.batch_size, "grad_accum": self.grad_accum, "length": p.length,
             "epochs": self.epochs, "steps_per_epoch": self.steps_per_epoch,
@@ -97,7 +103,8 @@ class Plan:
             f"devices: {found}; training on {self.device} in {self.precision}",
             f"memory: weights {_mb(p.weights_bytes)} + gradients {_mb(p.gradients_bytes)} + optimizer "
             f"{_mb(p.optimizer_bytes)} + activations {_mb(p.activations_bytes)} (measured: batch {p.batch_size}"
-            f" x {p.length} tokens) + runtime {_mb(p.other_bytes)} = peak {_mb(self.needed_bytes)} of "
+            f" x {p.length} tokens) + runtime {_mb(p.other_bytes)} + loop copies {_mb(self.copies_bytes)} = peak "
+            f"{_mb(self.needed_bytes)} of "
             f"{_mb(self.available_bytes)} available ({share:.0%})",
             f"time: {self.tokens_per_s:,.0f} tokens/s in the probe -> epoch ~{_dur(self.train_epoch_s)} training"
             f" + {_dur(self.validation_s)} validation; {self.epochs} epochs ~{_dur(self.run_s)}",
@@ -289,10 +296,21 @@ def make_plan(
         batch_size=recipe.train.batch_size, grad_accum=recipe.train.grad_accum, epochs=recipe.train.epochs,
         steps_per_epoch=int(times["steps"]), train_epoch_s=times["train_epoch"], validation_s=times["validation"],
         run_s=times["run"], tokens_per_s=times["tokens_per_s"], truncation=truncation_stats(recipe, train_data),
-        auto=auto,
+        auto=auto, copies_bytes=loop_copies(recipe, result, device),
     )  # fmt: skip
     plan.findings = _memory_findings(plan, recipe, model, device) + _time_findings(plan, recipe, device)
     return recipe, plan
+
+
+def loop_copies(recipe: Recipe, result: ProbeResult, device: torch.device) -> int:
+    """Host copies the loop keeps: the best epoch's weights, and for nan_policy rollback the last good
+    weights and optimizer state. They live in host memory, so they count on a CPU run only."""
+    if device.type != "cpu":
+        return 0
+    copies = result.weights_bytes
+    if recipe.train.nan_policy == "rollback":
+        copies += result.weights_bytes + result.optimizer_bytes
+    return copies
 
 
 def _free(device: torch.device) -> None:

@@ -5,8 +5,9 @@ set to 0, so the weights do not move (AdamW with lr 0 adds exactly 0); the optim
 afterwards, gradients are cleared and the RNG is put back, so a run trains exactly as it would without a
 plan. The steps: one warm-up on the longest batch (it also allocates the optimizer state), one measured on
 the longest batch (the peak memory of a steady-state step: optimizer state present, activations,
-gradients, the optimizer's temporaries), one on a median-length batch (a second point for time against
-padded tokens), and one evaluation batch of the longest validation examples through task.evaluate.
+gradients, the optimizer's temporaries), one timed on the longest batch and one on a median-length batch
+(two points for time against padded tokens), and one evaluation batch of the longest validation examples
+through task.evaluate.
 """
 
 from __future__ import annotations
@@ -141,20 +142,24 @@ def probe(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         state = tensor_bytes([v for s in optimizer.state.values() for v in s.values() if torch.is_tensor(v)])
-        before_step = in_use_bytes(device)
-        with PeakMeter(device) as meter:
+        with PeakMeter(device) as meter:  # memory only: the meter's reset makes this step's pages cold
+            micro(big)
+            gradients = tensor_bytes([p.grad for p in trainable if p.grad is not None])
+            optimizer.step()
+            _sync(device)
+        optimizer.zero_grad(set_to_none=True)
+        optimizer_s = 0.0
+        if timed:  # the longest batch again (warm), its optimizer step, and a median-length batch
             _sync(device)
             start = time.perf_counter()
             padded, real = micro(big)
             _sync(device)
             points.append((padded, real, time.perf_counter() - start))
-            gradients = tensor_bytes([p.grad for p in trainable if p.grad is not None])
             start = time.perf_counter()
             optimizer.step()
             _sync(device)
             optimizer_s = time.perf_counter() - start
-        optimizer.zero_grad(set_to_none=True)
-        if timed:
+            optimizer.zero_grad(set_to_none=True)
             mid = median_batch(train_data, batch_size)
             if mid and len(train_data.input_ids[mid[-1]]) < length:
                 start = time.perf_counter()
@@ -172,15 +177,15 @@ def probe(
                 _sync(device)
                 seconds = time.perf_counter() - start
             # during a run the optimizer state stays while the model is validated
-            eval_peak = in_use_bytes(device) + state + eval_meter.peak_delta
+            eval_peak = eval_meter.start + state + eval_meter.peak_delta
             eval_speed = sum(sample.lengths) / max(seconds, 1e-9)
-    train_peak = before_step + meter.peak_delta
+    train_peak = meter.start + meter.peak_delta
     return ProbeResult(
         batch_size=len(big), length=length, weights_bytes=weights, gradients_bytes=gradients,
         optimizer_bytes=state,
-        # what the step's peak holds besides the counted tensors: so the components add up to the peak
-        activations_bytes=max(0, train_peak - weights - gradients - state - max(0, base - weights)),
-        other_bytes=max(0, base - weights),
+        # the step's peak above its start, less the gradients: saved activations and temporaries
+        activations_bytes=max(0, meter.peak_delta - gradients),
+        other_bytes=max(0, meter.start - weights - state),
         train_peak_bytes=train_peak, eval_peak_bytes=eval_peak, train_points=points,
         optimizer_step_s=optimizer_s, eval_tokens_per_s=eval_speed,
     )  # fmt: skip
