@@ -135,3 +135,27 @@ def test_out_of_memory_mid_run_is_retried_at_half_the_micro_batch_or_stops(
         assert "out of memory" in result.metrics["stop_reason"]
         assert finding.config_patch == {"train.batch_size": 8, "train.grad_accum": 2}
     assert (result.run_dir / "plan.json").is_file()
+
+
+def test_a_micro_batch_split_in_halves_gives_the_same_gradients(recipe_dict: dict[str, Any]) -> None:
+    from tunesmith.training.microbatch import MicroSteps
+
+    recipe = recipe_from_dict(recipe_dict)
+    task = make_task(recipe)
+    _, bundle = task.prepare_data()
+    model = task.load_model(bundle).model.eval()  # no dropout: both passes see the same network
+    data = task.encode(bundle.train)
+    indices = list(range(16))
+    batch = task.collate(data, indices)
+    item = (torch.tensor(indices), task.count_tokens(batch), batch)
+    ctx = type("Ctx", (), {"step": 0, "epoch": 0})()
+    grads = []
+    for parts in (1, 2):
+        steps = MicroSteps(task, recipe.train, make_accelerator("fp32"), lambda *a, **k: None)
+        steps.parts = parts
+        done, stop = steps.run(model, torch.optim.SGD(model.parameters(), lr=0.0), [item], [], ctx)  # type: ignore[arg-type]
+        assert stop is None and len(done) == parts and sum(d[2] for d in done) == item[1]
+        grads.append([p.grad.clone() for p in model.parameters()])
+        model.zero_grad(set_to_none=True)
+    for whole, halves in zip(*grads, strict=True):
+        torch.testing.assert_close(halves, whole, rtol=1e-4, atol=1e-6)
