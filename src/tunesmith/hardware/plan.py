@@ -360,8 +360,8 @@ def plan_for_run(
         enable_gradient_checkpointing(model)
     auto = recipe.train.batch_size == "auto"  # type: ignore[comparison-overlap]
     recipe, plan = make_plan(recipe, task, model, strategy, train_data, val_data, accelerator, precision)
-    for line in plan.lines():
-        log.info("plan: %s", line)
+    for line in plan.lines():  # a finding's line is a warning: it shows under --quiet too
+        (log.warning if line.startswith(("[warning]", "[error]")) else log.info)("plan: %s", line)
     if accelerator.is_main_process:
         write_json(run_dir / PLAN_FILE, plan.to_dict())
         if auto:  # config.yaml records the micro-batch and accumulation the run trains with
