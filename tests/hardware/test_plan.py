@@ -39,7 +39,7 @@ def _plan(recipe_dict: dict[str, Any], **train: Any) -> tuple[Any, Any, Any]:
 def test_the_plan_counts_states_measures_activations_and_sizes_batch_auto(
     tmp_path: Path, tiny_llama: Path
 ) -> None:
-    from tests.hardware.test_levers import lm_recipe
+    from test_levers import lm_recipe
 
     lm = {**lm_recipe(tmp_path, tiny_llama, n=40), "strategy": {"name": "full"}}
     _, (task, model, *_), (_, small) = _plan(lm, batch_size=2)
