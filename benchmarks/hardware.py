@@ -8,7 +8,7 @@ training, validation included) and the history records the epoch's training time
 configuration, then a summary line: how many configurations meet the targets (peak within 15%, epoch time
 within 20%) and the memory gradient checkpointing and each strategy save.
 
-    nice -n 10 python benchmarks/hardware.py [--train 128] [--validation 32]
+    nice -n 10 python benchmarks/hardware.py [--train 64] [--validation 16]
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def one(config: dict[str, Any], files: dict[str, str], out: Path) -> dict[str, A
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, default=128)
-    parser.add_argument("--validation", type=int, default=32)
+    parser.add_argument("--train", type=int, default=64)
+    parser.add_argument("--validation", type=int, default=16)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     # full fine-tuning on the whole grid; lora and frozen at its two corners; checkpointing at 16 x 128
