@@ -320,6 +320,9 @@ def _register_modules() -> None:
     from tunesmith.diagnosis.command import diagnose_command
 
     app.command("diagnose")(user_errors(diagnose_command))
+    from tunesmith.hardware.command import plan
+
+    app.command("plan")(user_errors(plan))
     from tunesmith.evaluation.suite.command import evaluate
 
     app.command("evaluate")(user_errors(evaluate))

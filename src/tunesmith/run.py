@@ -27,6 +27,8 @@ from tunesmith.diagnosis import diagnose
 from tunesmith.errors import UserError
 from tunesmith.findings import Finding
 from tunesmith.forgetting import control as forgetting
+from tunesmith.hardware.levers import check_levers
+from tunesmith.hardware.plan import plan_for_run
 from tunesmith.models.loader import count_parameters
 from tunesmith.outputs import check_run_dir, finished_run_files, holds_run, resolve_run_dir, write_json
 from tunesmith.report import render_report
@@ -102,6 +104,7 @@ def run(
     check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     # --resume is idempotent for requeued jobs: nothing there yet starts the run, a finished run is left as is
     resume = resume and holds_run(run_dir)
+    recipe = check_levers(recipe, run_dir, resume=resume)  # gradient checkpointing, batch_size auto
     if resume:
         recipe = lr_auto.recorded_lr(run_dir, recipe)  # lr: auto resumes with the lr its range test picked
         _check_resume_recipe(run_dir, recipe)
@@ -145,6 +148,10 @@ def run(
     accelerator = make_accelerator(precision)
     log.info("precision: %s on %s", precision, accelerator.device)
     train_data, val_data = task.encode(bundle.train), task.encode(bundle.validation)
+    # memory and time against the hardware (probe steps), levers on, batch_size auto resolved: plan.json
+    recipe = plan_for_run(
+        recipe, task, model, strategy, train_data, val_data, accelerator, run_dir, precision
+    )
     if recipe.train.lr == "auto":  # the lr range test picks train.lr; config.yaml records the value used
         recipe = lr_auto.resolve_auto_lr(recipe, run_dir, model, strategy, task, train_data, accelerator)
         (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))

@@ -164,9 +164,42 @@ LearningRate = Annotated[
 ]
 
 
+def _batch_size(value: Any) -> Any:
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a positive integer, or auto (the largest micro-batch that fits)")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValueError("must be a positive integer, or auto (the largest micro-batch that fits)") from None
+    if number <= 0:
+        raise PydanticCustomError("greater_than", "Input should be greater than {gt}", {"gt": 0})
+    return number
+
+
+# Typed int on purpose, like LearningRate: run() replaces `auto` by the micro-batch the memory plan picks
+# (tunesmith.hardware.plan) before the loop, the schedule or anything else reads it.
+BatchSize = Annotated[int, PlainValidator(_batch_size), PlainSerializer(lambda value: value, return_type=Any)]
+
+
 class TrainConfig(Section):
     epochs: PositiveInt = 3
-    batch_size: PositiveInt = 16
+    batch_size: BatchSize = Field(
+        16, description="examples per micro-batch, or auto: the largest that fits the memory there is, "
+        "keeping the effective batch (train.effective_batch_size) with train.grad_accum",
+    )  # fmt: skip
+    effective_batch_size: PositiveInt | None = Field(
+        None, description="with batch_size auto: examples per optimizer step (default 16 x grad_accum)"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in the backward pass: less memory, about 30% more time"
+    )
+    oom_policy: Literal["retry", "stop"] = Field(
+        "retry",
+        description="on an out-of-memory error: retry the step with half the micro-batch and twice "
+        "train.grad_accum (the same effective batch), or stop",
+    )
     lr: LearningRate = Field(
         5e-5, description="peak learning rate, or auto: an lr range test at the start of the run picks it"
     )

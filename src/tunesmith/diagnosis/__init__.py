@@ -13,6 +13,7 @@ from tunesmith.diagnosis import (
     rules_epochs,
     rules_events,
     rules_gradients,
+    rules_hardware,
     rules_lm,
     rules_loss,
     rules_predictions,
@@ -32,6 +33,7 @@ _RULE_MODULES = (
     rules_start,
     rules_lm,
     dynamics,
+    rules_hardware,
 )  # registers them
 
 

@@ -26,6 +26,7 @@ from tunesmith.tasks.base import Encoded, Evaluation, Task
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training import distributed as dist
 from tunesmith.training.callbacks.base import Callback, TrainContext
+from tunesmith.training.microbatch import MicroBatch, MicroSteps
 from tunesmith.training.optim import scale_learning_rate
 from tunesmith.training.preemption import Preempted, PreemptionWatch
 from tunesmith.training.progress import TrainProgress
@@ -183,6 +184,7 @@ def train(
     if cfg.nan_policy == "rollback":
         good_state = (_rollback_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
     stop_reason: str | None = None
+    micro_steps = MicroSteps(task, cfg, accelerator, event)
     # The step's running sums stay on the device; they are read on logged steps only.
     zero = torch.zeros((), dtype=torch.float64, device=device)
     preempt = False
@@ -196,33 +198,28 @@ def train(
             progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
             window_loss, window_n, window_tokens = zero.clone(), zero.clone(), zero.clone()
             window_start = epoch_start = time.perf_counter()
-            micro_in_step = 0
+            step_batches: list[MicroBatch] = []
             step_finite = torch.ones((), dtype=torch.bool, device=device)
             grad_norm: torch.Tensor | float | None = None
-            for i, (index, tokens, batch) in enumerate(loader):
+            for i, item in enumerate(loader):
                 last_micro = i == len(loader) - 1
-                out = task.step(model, batch, index)
-                objective = out.loss
-                for cb in callbacks:
-                    term = cb.extra_loss(ctx, batch)
-                    if term is not None:
-                        objective = objective + term
-                finite = torch.isfinite(objective.detach())
-                # A non-finite micro-batch spoils its whole optimizer step, which is dropped below; its
-                # backward pass only adds to gradients that are thrown away.
-                accelerator.backward(objective / cfg.grad_accum)
-                task.accumulate(sums, out, finite)
-                window_loss += torch.where(finite, out.loss.detach().double(), 0.0)
-                window_n += finite
-                window_tokens += finite * tokens
-                sums[TOKENS] += finite * tokens
-                step_finite &= finite
-                micro_in_step += 1
+                step_batches.append(item)
                 state["batches_done"] += accelerator.num_processes
-                if micro_in_step < cfg.grad_accum and not last_micro:
+                if len(step_batches) < cfg.grad_accum and not last_micro:
                     continue
+                # forward + backward of the step's micro-batches (train.oom_policy on out-of-memory)
+                done, stop_reason = micro_steps.run(model, optimizer, step_batches, callbacks, ctx)
+                step_batches = []
+                if stop_reason:
+                    break
+                for out, finite, tokens in done:
+                    task.accumulate(sums, out, finite)
+                    window_loss += torch.where(finite, out.loss.double(), 0.0)
+                    window_n += finite
+                    window_tokens += finite * tokens
+                    sums[TOKENS] += finite * tokens
+                    step_finite &= finite
                 # ---- one optimizer step: the one host read per step says whether it was finite ----
-                micro_in_step = 0
                 finite_step, preempt = dist.step_flags(step_finite, watch, accelerator)
                 if not finite_step:
                     step_finite.fill_(True)

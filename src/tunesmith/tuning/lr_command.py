@@ -7,6 +7,7 @@ from pathlib import Path
 from accelerate.utils import set_seed
 
 from tunesmith.config.schema import Recipe
+from tunesmith.hardware.levers import is_auto
 from tunesmith.outputs import resolve_run_dir
 from tunesmith.strategies.registry import get_strategy
 from tunesmith.tasks.registry import make_task
@@ -35,6 +36,10 @@ def sweep_recipe(
     model = strategy.prepare(task.load_model(bundle).model)
     accelerator = make_accelerator(precision)
     train_data = task.encode(bundle.train)
+    if is_auto(recipe.train):  # the sweep trains at the micro-batch the run would pick
+        from tunesmith.hardware.plan import make_plan
+
+        recipe, _ = make_plan(recipe, task, model, strategy, train_data, None, accelerator, precision)
     result = range_test(
         recipe, model, strategy, task, train_data, accelerator,
         steps=steps, start_lr=start_lr, end_lr=end_lr, method=method,
