@@ -104,6 +104,7 @@ def run(
     strategy = get_strategy(recipe.strategy)
     trackers = make_trackers(list(recipe.report_to))
     tables, bundle = task.prepare_data()
+    strategy.validate(recipe, list(bundle.labels))  # setfit / zero-shot: a sentence encoder, known labels
     set_seed(recipe.train.seed)
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -132,6 +133,7 @@ def run(
     accelerator = make_accelerator(precision)
     log.info("precision: %s on %s", precision, accelerator.device)
     train_data, val_data = task.encode(bundle.train), task.encode(bundle.validation)
+    strategy.before_training(model, task, train_data, accelerator.device)  # setfit's contrastive phase
     if recipe.train.lr == "auto":  # the lr range test picks train.lr; config.yaml records the value used
         recipe = lr_auto.resolve_auto_lr(recipe, run_dir, model, strategy, task, train_data, accelerator)
         (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))
@@ -159,7 +161,7 @@ def run(
         outcome = train(
             recipe, task, model, optimizer, scheduler, train_data, val_data, accelerator=accelerator,
             run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
-        )  # fmt: skip
+        ) if strategy.trains else strategy.skip_training(run_dir)  # fmt: skip
         loop_s = time.perf_counter() - loop_start
 
         unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
