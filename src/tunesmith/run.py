@@ -86,6 +86,12 @@ def run(
     extra_callbacks: list[Callback] | None = None,
 ) -> RunResult:
     make_task(recipe).check_model()  # max_length, blocks, module names vs the model's config: before any work
+    if recipe.eval.learning_curve:  # the run, then nested subsets of train (tunesmith.tuning.learning_curve)
+        from tunesmith.tuning.learning_curve import run_learning_curve
+
+        return run_learning_curve(
+            recipe, resume=resume, overwrite=overwrite, quiet=quiet, extra_callbacks=extra_callbacks
+        )
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 
