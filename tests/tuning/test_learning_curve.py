@@ -72,7 +72,9 @@ def test_a_rising_curve_predicts_a_gain_and_a_flat_one_says_it_has_flattened() -
     assert "has flattened" in finding.title and "label noise" in finding.recommendation
 
 
-def test_the_command_runs_the_subsets_and_writes_the_finding(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
+def test_the_command_runs_the_subsets_and_writes_the_finding(
+    tmp_path: Path, recipe_dict: dict[str, Any]
+) -> None:
     recipe = recipe_dict | {"eval": {"suite": []}, "train": recipe_dict["train"] | {"epochs": 1},
                             "audit": {"gate": "off"}}  # fmt: skip
     path = tmp_path / "recipe.yaml"
@@ -95,5 +97,7 @@ def test_learning_curve_with_cv_fails_cleanly(tmp_path: Path, recipe_dict: dict[
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe_dict | {"eval": {"cv": 3, "learning_curve": True}}))
     result = runner.invoke(app, ["run", str(path)])
-    assert result.exit_code == 2 and "eval.learning_curve" in result.output and "Traceback" not in result.output
+    assert (
+        result.exit_code == 2 and "eval.learning_curve" in result.output and "Traceback" not in result.output
+    )
     assert not (tmp_path / "runs").exists()

@@ -44,7 +44,9 @@ def sentence_pooling(model_dir: Path, strategy: str) -> dict[str, Any]:
     except (OSError, ValueError, StopIteration, KeyError, TypeError):
         raise UserError(fix + f"{modules_file} names no readable Pooling module.") from None
     if not config.get("pooling_mode_mean_tokens"):
-        raise UserError(fix + f"{model_dir}'s pooling is not mean pooling; use strategy.name: frozen or full.")
+        raise UserError(
+            fix + f"{model_dir}'s pooling is not mean pooling; use strategy.name: frozen or full."
+        )
     normalize = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
     return {"mode": "mean", "normalize": normalize}
 
@@ -55,7 +57,7 @@ def check_task(recipe: Any, strategy: str) -> None:
                         "Use strategy.name: full or lora.")  # fmt: skip
 
 
-def check_linear_head(model: nn.Module, strategy: str) -> nn.Linear:
+def check_linear_head(model: Any, strategy: str) -> nn.Linear:
     head = getattr(model, "classifier", None)
     hidden = getattr(model.config, "hidden_size", None)
     if not isinstance(head, nn.Linear) or head.in_features != hidden:
@@ -73,7 +75,7 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor, normalize: bool) -> torc
 
 
 def _pooled_forward(
-    self: nn.Module,
+    self: Any,
     input_ids: torch.Tensor | None = None,
     attention_mask: torch.Tensor | None = None,
     token_type_ids: torch.Tensor | None = None,
@@ -99,21 +101,21 @@ def _pooled_forward(
     return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
-def use_pooling(model: nn.Module, pooling: dict[str, Any]) -> nn.Module:
+def use_pooling(model: Any, pooling: dict[str, Any]) -> Any:
     """Feed `model`'s classifier the mean-pooled embedding from now on (and record it in its config)."""
     setattr(model.config, POOLING_KEY, dict(pooling))
     model.forward = types.MethodType(_pooled_forward, model)  # type: ignore[method-assign]
     return model
 
 
-def restore_pooling(model: nn.Module) -> nn.Module:
+def restore_pooling(model: Any) -> Any:
     """On load: a model saved by `setfit` / `zero-shot` gets its pooled forward back."""
     pooling = getattr(getattr(model, "config", None), POOLING_KEY, None)
     return use_pooling(model, pooling) if isinstance(pooling, dict) else model
 
 
 @torch.no_grad()
-def embed(model: nn.Module, ids: list[list[int]], collate: Any, device: torch.device,
+def embed(model: Any, ids: list[list[int]], collate: Any, device: torch.device,
           batch_size: int = 64) -> torch.Tensor:  # fmt: skip
     """Sentence embeddings (as the pooled forward computes them) of token-id lists, in eval mode."""
     backbone = getattr(model, model.base_model_prefix)

@@ -59,7 +59,11 @@ class SetFitStrategy(FrozenStrategy):
         check_task(recipe, self.name)
         self.pooling = sentence_pooling(resolve_model_dir(recipe.model.name), self.name)
         o = self.options
-        if min(o.iterations, o.body_epochs, o.pair_batch_size, o.max_pairs) < 1 or o.body_lr <= 0 or o.head_c <= 0:
+        if (
+            min(o.iterations, o.body_epochs, o.pair_batch_size, o.max_pairs) < 1
+            or o.body_lr <= 0
+            or o.head_c <= 0
+        ):
             raise UserError("strategy: setfit's iterations, body_epochs, pair_batch_size and max_pairs must be "
                             "at least 1 and body_lr, head_c positive.")  # fmt: skip
 
@@ -68,7 +72,7 @@ class SetFitStrategy(FrozenStrategy):
         use_pooling(model, self.pooling)
         return model  # frozen's freezing and feature cache come after the contrastive phase
 
-    def before_training(self, model: nn.Module, task: Any, train_data: Any, device: Any) -> None:
+    def before_training(self, model: Any, task: Any, train_data: Any, device: Any) -> None:
         labels = list(train_data.labels)
         seed = task.recipe.train.seed
         model.to(device)
@@ -116,7 +120,7 @@ class _Encoder(nn.Module):
 
 
 def contrastive_phase(
-    model: nn.Module, ids: list[list[int]], labels: list[int], collate: Any, device: Any,
+    model: Any, ids: list[list[int]], labels: list[int], collate: Any, device: Any,
     options: SetFitOptions, seed: int,
 ) -> float | None:  # fmt: skip
     """Fine-tune the backbone on pairs with CosineSimilarityLoss; returns the last batch's loss."""
@@ -137,7 +141,7 @@ def contrastive_phase(
         for start in range(0, len(pairs), options.pair_batch_size):
             chunk = pairs[start : start + options.pair_batch_size]
             side = [
-                {k: v.to(device) for k, v in collate([ids[p[j]] for p in chunk], [0] * len(chunk)).items()
+                {k: v.to(device) for k, v in collate([ids[int(p[j])] for p in chunk], [0] * len(chunk)).items()
                  if k != "labels"}
                 for j in (0, 1)
             ]  # fmt: skip
@@ -152,7 +156,7 @@ def contrastive_phase(
 
 
 def fit_head(
-    model: nn.Module, ids: list[list[int]], labels: list[int], num_labels: int, collate: Any, device: Any,
+    model: Any, ids: list[list[int]], labels: list[int], num_labels: int, collate: Any, device: Any,
     c: float, seed: int,
 ) -> None:  # fmt: skip
     """Logistic regression on the embeddings (multinomial), copied into the model's linear classifier."""

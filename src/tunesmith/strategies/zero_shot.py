@@ -70,7 +70,7 @@ class ZeroShotStrategy(Strategy):
     def descriptions(self, labels: list[str]) -> list[str]:
         return [self.options.label_descriptions.get(label, label) for label in labels]
 
-    def before_training(self, model: nn.Module, task: Any, train_data: Any, device: Any) -> None:
+    def before_training(self, model: Any, task: Any, train_data: Any, device: Any) -> None:
         from tunesmith.data.batching import tokenize_texts
 
         ids = tokenize_texts(self.descriptions(task.labels), task.tokenizer, task.recipe.model.max_length)

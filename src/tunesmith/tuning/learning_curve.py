@@ -42,7 +42,9 @@ def power_law(n: Any, a: float, b: float, c: float) -> Any:
     return a - b * np.power(np.asarray(n, dtype=np.float64), -c)
 
 
-def fit_power_law(sizes: list[int] | np.ndarray, scores: list[float] | np.ndarray) -> tuple[float, float, float] | None:
+def fit_power_law(
+    sizes: list[int] | np.ndarray, scores: list[float] | np.ndarray
+) -> tuple[float, float, float] | None:
     """(a, b, c) of the saturating power law, or None when scipy finds no fit."""
     x, y = np.asarray(sizes, dtype=np.float64), np.asarray(scores, dtype=np.float64)
     p0 = (float(y.max()) + 0.05, max(float(y.max() - y.min()), 0.01) * float(x.min()) ** 0.5, 0.5)
@@ -178,14 +180,14 @@ def run_learning_curve(
     folder = run_dir / "learning_curve"
     data_dir = folder / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
-    pools = {}
+    pools: dict[str, dict[str, Any]] = {}
     for name, split in (("train", bundle.train), ("validation", bundle.validation), ("test", bundle.test)):
         if split is not None:
             pools[name] = {"texts": split.texts, "labels": split.labels, "groups": split.groups}
     _write_rows(data_dir / "validation.jsonl", recipe, bundle, pools["validation"],
                 np.arange(len(bundle.validation)))  # fmt: skip
     if "test" in pools:
-        _write_rows(data_dir / "test.jsonl", recipe, bundle, pools["test"], np.arange(len(pools["test"]["texts"])))
+        _write_rows(data_dir / "test.jsonl", recipe, bundle, pools["test"], np.arange(len(bundle.test or [])))
     sizes, preds = [], []
     for fraction, rows in zip(FRACTIONS, nested_subsets(bundle.train.labels, FRACTIONS, recipe.data.seed),
                               strict=True):  # fmt: skip

@@ -39,7 +39,9 @@ def few_examples(ctx: AuditContext) -> list[Finding]:
         )
         patch: dict[str, object] | None = {"strategy.name": "setfit"}
     else:
-        title = f"{len(small)} class(es) with under {ctx.cfg.min_class_count} training rows: {', '.join(small)}"
+        title = (
+            f"{len(small)} class(es) with under {ctx.cfg.min_class_count} training rows: {', '.join(small)}"
+        )
         recommendation = (
             f"{', '.join(small)} can hardly be learnt from so few rows: collect more, or try strategy.name: "
             "setfit, which learns from pairs of examples, and strategy.name: zero-shot with a "
