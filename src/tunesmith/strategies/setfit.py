@@ -57,6 +57,11 @@ class SetFitStrategy(FrozenStrategy):
         from tunesmith.errors import UserError
 
         check_task(recipe, self.name)
+        import importlib.util
+
+        if importlib.util.find_spec("sentence_transformers") is None:
+            raise UserError("strategy.name: setfit needs sentence-transformers; install it with "
+                            "`pip install 'tunesmith[fewshot]'`.")  # fmt: skip
         self.pooling = sentence_pooling(resolve_model_dir(recipe.model.name), self.name)
         o = self.options
         if (
