@@ -60,13 +60,13 @@ def test_a_rising_curve_predicts_a_gain_and_a_flat_one_says_it_has_flattened() -
     y = np.repeat([0, 1, 2], 200)
     sizes = [100, 200, 400, 800]
     rising = analyse(sizes, y.tolist(), _predictions(y, [0.45, 0.58, 0.68, 0.76], 0), ["a", "b", "c"],
-                     n_boot=60)  # fmt: skip
+                     n_boot=30)  # fmt: skip
     assert rising["gain_doubling"] > 0.03 and rising["ci95"][0] < rising["gain_doubling"] < rising["ci95"][1]
     finding = data_size_finding(rising)
     assert finding.id == "evaluation.data_size" and finding.title.startswith("doubling the data would add")
     assert "classes that would gain most" in finding.recommendation
     flat = analyse(sizes, y.tolist(), _predictions(y, [0.70, 0.75, 0.76, 0.762], 1), ["a", "b", "c"],
-                   n_boot=60)  # fmt: skip
+                   n_boot=30)  # fmt: skip
     assert flat["gain_doubling"] < 0.01
     finding = data_size_finding(flat)
     assert "has flattened" in finding.title and "label noise" in finding.recommendation
