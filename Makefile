@@ -25,7 +25,7 @@ $(DEMO_STAMP): pyproject.toml Makefile
 	touch $(DEMO_STAMP)
 
 $(STAMP): $(DEMO_STAMP)
-	$(PY) -m pip install -q -e '.[peft,lm,vision,tune,tracking,ray,eval,dev]'
+	$(PY) -m pip install -q -e '.[peft,lm,vision,tune,tracking,ray,eval,fewshot,dev]'
 	touch $(STAMP)
 
 demo: $(DEMO_STAMP)

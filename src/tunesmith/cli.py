@@ -101,6 +101,28 @@ def run_command(
     _run_and_summarise(loaded, resume=resume, overwrite=overwrite, quiet=quiet)
 
 
+@app.command("learning-curve")
+@user_errors
+def learning_curve_command(
+    recipe: Path = RecipeArg,
+    overrides: list[str] = OverridesArg,
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="replace a run already in the output directory"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Is there enough data? The run plus 1/8, 1/4, 1/2 of train; the gain from doubling the data
+    (the same as `tunesmith run RECIPE eval.learning_curve=true`)."""
+    from tunesmith.config.loader import load_recipe
+
+    setup_logging(quiet)
+    loaded = load_recipe(recipe, [*(overrides or []), "eval.learning_curve=true"])
+    _run_and_summarise(loaded, resume=False, overwrite=overwrite, quiet=quiet)
+    from tunesmith.tuning.learning_curve import LC_FILE, data_size_finding, read_summary
+
+    console.print(data_size_finding(read_summary(loaded, LC_FILE)).title)
+
+
 @app.command("demo")
 @user_errors
 def demo_command(

@@ -96,7 +96,10 @@ def load_trained(model_dir: Path, run_dir: Path | None = None) -> torch.nn.Modul
     causal = run_task(model_dir, run_dir) == "causal-lm"
     if not is_adapter_dir(model_dir):
         auto = AutoModelForCausalLM if causal else AutoModelForSequenceClassification
-        return auto.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False).eval()
+        from tunesmith.strategies.sentence import restore_pooling
+
+        loaded = auto.from_pretrained(model_dir, use_safetensors=True, trust_remote_code=False)
+        return restore_pooling(loaded).eval()  # setfit / zero-shot models mean-pool (config.json says so)
     config = json.loads((model_dir / "adapter_config.json").read_text())
     name = _base_name(model_dir, run_dir, config)
     base: torch.nn.Module

@@ -140,6 +140,13 @@ ADAPTER_STRATEGIES = {"lora", "ia3", "prompt-tuning", "adapter"}
 
 def usage(strategy: str) -> str:
     """How to load the saved model: plain weights, or an adapter on top of its base model."""
+    if strategy in {"setfit", "zero-shot"}:  # the head reads the mean-pooled embedding (config.json)
+        return (
+            f"`{strategy}` feeds the classifier the mean of the token vectors (`tunesmith_pooling` in config.json), "
+            "not BERT's [CLS] pooler: load it with `tunesmith predict RUN_DIR` or "
+            "`tunesmith.export.load_trained(model_dir)`; a plain AutoModelForSequenceClassification would "
+            "predict from the [CLS] pooler instead."
+        )
     if strategy not in ADAPTER_STRATEGIES:
         return """```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer

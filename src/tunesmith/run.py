@@ -92,6 +92,12 @@ def run(
 ) -> RunResult:
     make_task(recipe).check_model()  # max_length, blocks, module names vs the model's config: before any work
     launch.check_run(recipe.train.processes, recipe.train.lr == "auto", bool(recipe.eval.cv))
+    if recipe.eval.learning_curve:  # the run, then nested subsets of train (tunesmith.tuning.learning_curve)
+        from tunesmith.tuning.learning_curve import run_learning_curve
+
+        return run_learning_curve(
+            recipe, resume=resume, overwrite=overwrite, quiet=quiet, extra_callbacks=extra_callbacks
+        )
     if recipe.eval.cv:  # K runs on stratified folds, then mean ± std (tunesmith.tuning.crossval)
         from tunesmith.tuning.crossval import run_cv
 
@@ -115,6 +121,7 @@ def run(
     strategy = get_strategy(recipe.strategy)
     trackers = make_trackers(list(recipe.report_to))
     tables, bundle = task.prepare_data()
+    strategy.validate(recipe, list(bundle.labels))  # setfit / zero-shot: a sentence encoder, known labels
     set_seed(recipe.train.seed)
     loaded = task.load_model(bundle)
     model, tokenizer = loaded.model, loaded.tokenizer
@@ -148,6 +155,7 @@ def run(
     accelerator = make_accelerator(precision)
     log.info("precision: %s on %s", precision, accelerator.device)
     train_data, val_data = task.encode(bundle.train), task.encode(bundle.validation)
+    strategy.before_training(model, task, train_data, accelerator.device)  # setfit's contrastive phase
     # memory and time against the hardware (probe steps), levers on, batch_size auto resolved: plan.json
     recipe = plan_for_run(
         recipe, task, model, strategy, train_data, val_data, accelerator, run_dir, precision
@@ -180,7 +188,7 @@ def run(
         outcome = train(
             recipe, task, model, optimizer, scheduler, train_data, val_data, accelerator=accelerator,
             run_dir=run_dir, callbacks=callbacks, resume_from=resume_from, quiet=quiet,
-        )  # fmt: skip
+        ) if strategy.trains else strategy.skip_training(run_dir)  # fmt: skip
         loop_s = time.perf_counter() - loop_start
 
         unwrapped = accelerator.unwrap_model(model, keep_fp32_wrapper=False)

@@ -50,3 +50,22 @@ def make_tiny_llama(
     LlamaForCausalLM(config).save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     return out_dir
+
+
+def make_sentence_encoder_files(model_dir: Path, *, normalize: bool = True) -> Path:
+    """Mark a local BERT directory as a sentence-transformers encoder (mean pooling), as MiniLM's is."""
+    import json
+
+    hidden = json.loads((model_dir / "config.json").read_text())["hidden_size"]
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]  # fmt: skip
+    if normalize:
+        modules.append(
+            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+        )
+    (model_dir / "modules.json").write_text(json.dumps(modules, indent=2))
+    (model_dir / "1_Pooling").mkdir(exist_ok=True)
+    (model_dir / "1_Pooling" / "config.json").write_text(
+        json.dumps({"word_embedding_dimension": hidden, "pooling_mode_mean_tokens": True})
+    )
+    return model_dir

@@ -336,3 +336,15 @@ def test_group_values_garbled_rare_and_shifted() -> None:
     assert flagged(findings, "audit.rare_groups") == set(rare)
     shift = next(f for f in findings if f.id == "audit.group_label_shift")
     assert [g["group"] for g in shift.evidence["groups"]] == ["Insomnia"]
+
+
+def test_few_examples_per_class_recommends_setfit() -> None:
+    few = _audit({"train": table("train", clean_rows(45, 13, shares=(1, 1, 1)))})
+    (finding,) = [f for f in few if f.id == "audit.few_examples"]
+    assert finding.config_patch == {"strategy.name": "setfit"} and "zero-shot" in finding.recommendation
+    assert max(finding.evidence["counts"].values()) <= 32
+    tiny_class = clean_rows(400, 11, shares=(0.5, 0.5, 0.0)) + [("a lone example of a new class", "mixed")]
+    (finding,) = [f for f in _audit({"train": table("train", tiny_class)}) if f.id == "audit.few_examples"]
+    assert finding.evidence["below_min_count"] == {"mixed": 1} and finding.config_patch is None
+    plenty = _audit({"train": table("train", clean_rows(300, 12, shares=(1, 1, 1)))})
+    assert not [f for f in plenty if f.id == "audit.few_examples"]

@@ -51,6 +51,8 @@ EXPECTED_TRAINABLE = {
     "ia3": LAYERS * (H + H + H + FF) + HEAD,
     "prompt-tuning": 20 * H + HEAD,
     "adapter": LAYERS * 2 * _adapter(64) + (1 + 2 * LAYERS) * 2 * H + HEAD,  # adapters, LayerNorms, head
+    "setfit": TOTAL,  # the contrastive phase tunes the encoder; the loop then trains the head alone
+    "zero-shot": 0,
 }
 
 

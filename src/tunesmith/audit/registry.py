@@ -26,6 +26,7 @@ from tunesmith.audit.checks import (
     lengths,
     near_duplicates,
     outliers,
+    size,
     text_kind,
 )
 from tunesmith.audit.context import AuditContext, Embedder
@@ -58,6 +59,7 @@ CHECKS: tuple[Check, ...] = (
     Check("near_duplicates", near_duplicates.near_duplicates, summary="MinHash LSH over word shingles"),
     Check("leakage", leakage.leakage, summary="texts shared between splits, exact and near"),
     Check("class_imbalance", imbalance.class_imbalance, summary="class ratios and tiny classes"),
+    Check("few_examples", size.few_examples, summary="few rows per class: setfit / zero-shot"),
     Check("short_texts", lengths.short_texts, summary="texts of a word or two"),
     Check("truncation", lengths.truncation, summary="texts longer than model.max_length"),
     Check("quoted_texts", artifacts.quoted_texts, summary="every text wrapped in literal quotes"),

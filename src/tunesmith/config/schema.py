@@ -257,6 +257,9 @@ class EvalConfig(Section):
         None, ge=2, le=20,
         description="stratified K-fold cross-validation on train (+ validation): metrics as mean ± std",
     )  # fmt: skip
+    learning_curve: bool = Field(
+        False, description="also train on 1/8, 1/4, 1/2 of train: the expected gain from doubling the data"
+    )
     # The evaluation suite after training (tunesmith.evaluation.suite; also `tunesmith evaluate`).
     suite: (
         list[Literal["slices", "calibration", "baseline", "robustness", "latency", "explanations"]] | None

@@ -52,3 +52,16 @@ class Strategy:
 
     def callbacks(self) -> list[Callback]:
         return []
+
+    # ---- strategies that fit something before (or instead of) the loop: setfit, zero-shot ----
+    trains = True  # False: the loop is skipped and the prepared model is evaluated as it is
+
+    def validate(self, recipe: Any, labels: list[str]) -> None:
+        """Checks that need the recipe and the labels, before the run directory exists (UserError)."""
+
+    def before_training(self, model: torch.nn.Module, task: Any, train_data: Any, device: Any) -> None:
+        """Called once after prepare() and encoding, before the optimizer exists (a resume loads over it)."""
+
+    def skip_training(self, run_dir: Any) -> Any:
+        """The TrainOutcome of a strategy that does not train (`trains = False`)."""
+        raise NotImplementedError

@@ -14,12 +14,14 @@ from tunesmith.strategies.lora import LoraStrategy
 from tunesmith.strategies.options import describe_options
 from tunesmith.strategies.progressive import ProgressiveStrategy
 from tunesmith.strategies.prompt_tuning import PromptTuningStrategy
+from tunesmith.strategies.setfit import SetFitStrategy
+from tunesmith.strategies.zero_shot import ZeroShotStrategy
 
 STRATEGIES: dict[str, type[Strategy]] = {
     cls.name: cls
     for cls in (
         FrozenStrategy, Strategy, DiscriminativeStrategy, ProgressiveStrategy, LoraStrategy, IA3Strategy,
-        PromptTuningStrategy, AdapterStrategy,
+        PromptTuningStrategy, AdapterStrategy, SetFitStrategy, ZeroShotStrategy,
     )
 }  # fmt: skip
 
