@@ -156,10 +156,9 @@ def run(
     log.info("precision: %s on %s", precision, accelerator.device)
     train_data, val_data = task.encode(bundle.train), task.encode(bundle.validation)
     strategy.before_training(model, task, train_data, accelerator.device)  # setfit's contrastive phase
-    # memory and time against the hardware (probe steps), levers on, batch_size auto resolved: plan.json
-    recipe = plan_for_run(
-        recipe, task, model, strategy, train_data, val_data, accelerator, run_dir, precision
-    )
+    if strategy.trains:  # memory and time against the hardware (probe steps), batch_size auto: plan.json
+        recipe = plan_for_run(recipe, task, model, strategy, train_data, val_data, accelerator, run_dir,
+                              precision)  # fmt: skip
     if recipe.train.lr == "auto":  # the lr range test picks train.lr; config.yaml records the value used
         recipe = lr_auto.resolve_auto_lr(recipe, run_dir, model, strategy, task, train_data, accelerator)
         (run_dir / "config.yaml").write_text(recipe_to_yaml(recipe))

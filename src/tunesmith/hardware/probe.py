@@ -81,8 +81,12 @@ def untouched(model: torch.nn.Module, strategy: Strategy) -> Iterator[None]:
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     was_training = model.training
-    cache = getattr(strategy, "cache", None)  # the frozen strategy's feature cache
-    cache_state = (dict(cache.entries), cache.hits, cache.misses, cache.dirty) if cache is not None else None
+    # A strategy's feature cache (frozen: features; progressive: frozen blocks' outputs): its attributes,
+    # dicts copied, so entries and counters the probe adds are dropped again.
+    cache = getattr(strategy, "cache", None)
+    cache_state = (
+        {k: dict(v) if isinstance(v, dict) else v for k, v in vars(cache).items()} if cache is not None else None
+    )
     try:
         yield
     finally:
@@ -93,7 +97,8 @@ def untouched(model: torch.nn.Module, strategy: Strategy) -> Iterator[None]:
             torch.cuda.set_rng_state_all(cuda_rng)
         model.train(was_training)
         if cache is not None and cache_state is not None:
-            cache.entries, cache.hits, cache.misses, cache.dirty = cache_state
+            vars(cache).clear()
+            vars(cache).update(cache_state)
 
 
 def _sync(device: torch.device) -> None:
@@ -135,7 +140,8 @@ def probe(
     points: list[tuple[int, int, float]] = []
     with untouched(model, strategy):
         model.train()
-        optimizer = make_optimizer(strategy.param_groups(model, recipe.train), recipe.train)
+        train_cfg = recipe.train.model_copy(update={"lr": 0.0})  # also when lr is still "auto"
+        optimizer = make_optimizer(strategy.param_groups(model, train_cfg), train_cfg)
         for group in optimizer.param_groups:
             group["lr"] = 0.0  # the weights must not move
         micro(big)  # warm-up: lazily created buffers and the optimizer state
