@@ -85,7 +85,9 @@ def untouched(model: torch.nn.Module, strategy: Strategy) -> Iterator[None]:
     # dicts copied, so entries and counters the probe adds are dropped again.
     cache = getattr(strategy, "cache", None)
     cache_state = (
-        {k: dict(v) if isinstance(v, dict) else v for k, v in vars(cache).items()} if cache is not None else None
+        {k: dict(v) if isinstance(v, dict) else v for k, v in vars(cache).items()}
+        if cache is not None
+        else None
     )
     try:
         yield
