@@ -162,7 +162,7 @@ def test_wrong_type_names_the_expected_type(tmp_path: Path) -> None:
     path = write(tmp_path, MINIMAL.replace("batch_size: 16", "batch_size: sixteen"))
     assert (
         only_problem(path)
-        == f"{path}: train.batch_size: must be a whole number greater than 0 (got 'sixteen')"
+        == f"{path}: train.batch_size: must be a positive integer, or auto (the largest micro-batch that fits) (got 'sixteen')"
     )
 
 

@@ -27,5 +27,10 @@ def test_thirty_epochs_on_forty_rows_overfit(tmp_path: Path, tiny_model: Path) -
     assert overfit.evidence["best_val_loss_epoch"] == best["epoch"]
     assert overfit.evidence["noise_from"] == "paired per-example differences"
     assert overfit.evidence["rise_in_se"] > 2
-    assert overfit.config_patch == {"train.epochs": best["epoch"], "train.weight_decay": 0.1}
+    # stop at the best epoch, more weight decay, and dropout up from the model's own (0.1 -> 0.2)
+    assert overfit.config_patch == {
+        "train.epochs": best["epoch"],
+        "train.weight_decay": 0.1,
+        "model.dropout": 0.2,
+    }
     assert overfit.title.startswith(f"Overfitting from epoch {best['epoch'] + 1}")

@@ -18,7 +18,7 @@ from watch_runs import recipe, records, run_recipe
 from conftest import toy_rows
 from report_browser import inspect_report, needs_browser
 from tunesmith.cli import app
-from tunesmith.report import SECTION_IDS
+from tunesmith.report import section_ids
 from tunesmith.run import RunResult
 from tunesmith.training.callbacks.base import Callback
 
@@ -160,8 +160,9 @@ EXPECTED_PLOTS = ["step-loss", "epoch-loss", "epoch-metrics", "lr", "grad-flow",
 @needs_browser
 def test_real_report_in_chromium(real_run: RunResult, tmp_path: Path) -> None:
     seen = inspect_report(real_run.run_dir / "report.html", screenshot=tmp_path / "report.png")
-    assert seen["sections"] == list(SECTION_IDS) and seen["sections"][0] == "verdict"
-    assert seen["nav"] == [f"#{s}" for s in SECTION_IDS]
+    ids = section_ids()  # the built-in sections and those registered by imported features (tuning, images)
+    assert seen["sections"] == list(ids) and seen["sections"][0] == "verdict"
+    assert seen["nav"] == [f"#{s}" for s in ids]
     assert sorted(seen["plots"]) == sorted(EXPECTED_PLOTS)
     for plot_id, drawn in seen["plots"].items():
         assert drawn["svg"] > 0 and drawn["traces"] > 0 and drawn["points"] > 0, (plot_id, drawn)

@@ -132,7 +132,8 @@ def probe(
     def micro(indices: list[int]) -> tuple[int, int]:
         batch = task.collate(train_data, indices)
         real = task.count_tokens(batch)
-        padded = int(batch["input_ids"].numel())
+        # images carry pixel_values: one "token" per image, nothing padded
+        padded = int(batch["input_ids"].numel()) if "input_ids" in batch else real
         on_device = {k: v.to(device) for k, v in batch.items()}
         with accelerator.autocast():
             loss = task.step(model, on_device, torch.as_tensor(indices, device=device)).loss
