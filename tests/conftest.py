@@ -18,6 +18,32 @@ WORDS = {
 FILLER = ["the", "drug", "i", "took", "it", "for", "weeks", "and", "was", "my", "doctor", "said"]
 
 
+# Causal-LM test text: plain sentences of a small medical vocabulary.
+LM_WORDS = [
+    "the",
+    "patient",
+    "took",
+    "the",
+    "tablet",
+    "daily",
+    "and",
+    "the",
+    "pain",
+    "eased",
+    "after",
+    "two",
+    "weeks",
+    "of",
+    "steady",
+    "use",
+]
+
+
+def lm_text(rng: random.Random, low: int, high: int) -> str:
+    """One sentence of `low`..`high` words drawn from LM_WORDS."""
+    return " ".join(rng.choices(LM_WORDS, k=rng.randint(low, high)))
+
+
 def toy_rows(n: int, seed: int, neutral_share: float = 0.2) -> list[tuple[str, str, str]]:
     """Separable 3-class texts: each label has its own keywords among shared filler words."""
     rng = random.Random(seed)

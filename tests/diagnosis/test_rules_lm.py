@@ -10,28 +10,10 @@ from typing import Any
 
 from scripted import make_run
 
+from conftest import lm_text
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.diagnosis import RULES, diagnose_data, load_run
 from tunesmith.run import run
-
-WORDS = [
-    "the",
-    "patient",
-    "took",
-    "the",
-    "tablet",
-    "daily",
-    "and",
-    "the",
-    "pain",
-    "eased",
-    "after",
-    "two",
-    "weeks",
-    "of",
-    "steady",
-    "use",
-]
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -46,7 +28,7 @@ def _ids(findings: list[Any]) -> dict[str, Any]:
 def test_planted_lm_problems_fire_their_rules(tmp_path: Path, tiny_llama: Path) -> None:
     """Prompt loss on, responses longer than max_length, a learning rate that wrecks the retain set."""
     rng = random.Random(0)
-    rows = [{"prompt": f"Tell me about dose {i}.", "response": " ".join(rng.choices(WORDS, k=rng.randint(4, 60)))}
+    rows = [{"prompt": f"Tell me about dose {i}.", "response": lm_text(rng, 4, 60)}
             for i in range(16)]  # fmt: skip
     other = [
         "music",

@@ -14,6 +14,7 @@ import yaml
 from transformers import MPNetConfig, MPNetModel
 from typer.testing import CliRunner
 
+from conftest import lm_text
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.hardware.levers import enable_gradient_checkpointing
@@ -25,30 +26,12 @@ from tunesmith.tasks.base import Encoded
 from tunesmith.tasks.registry import make_task
 
 runner = CliRunner()
-WORDS = [
-    "the",
-    "patient",
-    "took",
-    "the",
-    "tablet",
-    "daily",
-    "and",
-    "the",
-    "pain",
-    "eased",
-    "after",
-    "two",
-    "weeks",
-    "of",
-    "steady",
-    "use",
-]
 
 
 def lm_recipe(tmp_path: Path, tiny_llama: Path, n: int = 24) -> dict[str, Any]:
     rng = random.Random(0)
     train = tmp_path / "lm.jsonl"
-    train.write_text("".join(json.dumps({"text": " ".join(rng.choices(WORDS, k=rng.randint(6, 14)))}) + "\n"
+    train.write_text("".join(json.dumps({"text": lm_text(rng, 6, 14)}) + "\n"
                              for _ in range(n)))  # fmt: skip
     return {"task": "causal-lm", "model": {"name": str(tiny_llama), "max_length": 32}, "data": {"train": str(train)},
             "train": {"precision": "fp32", "batch_size": 4}, "eval": {"samples": 0},

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
+from conftest import lm_text
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.errors import UserError
@@ -20,29 +21,10 @@ from tunesmith.export import load_trained
 from tunesmith.run import run
 from tunesmith.tasks.registry import make_task
 
-WORDS = [
-    "the",
-    "patient",
-    "took",
-    "the",
-    "tablet",
-    "daily",
-    "and",
-    "the",
-    "pain",
-    "eased",
-    "after",
-    "two",
-    "weeks",
-    "of",
-    "steady",
-    "use",
-]
-
 
 def _texts(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
-    return [" ".join(rng.choices(WORDS, k=rng.randint(6, 14))) for _ in range(n)]
+    return [lm_text(rng, 6, 14) for _ in range(n)]
 
 
 def _jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

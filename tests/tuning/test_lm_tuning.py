@@ -12,34 +12,16 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from conftest import lm_text
 from tunesmith.cli import app
 from tunesmith.config.loader import load_recipe
-
-WORDS = [
-    "the",
-    "patient",
-    "took",
-    "the",
-    "tablet",
-    "daily",
-    "and",
-    "the",
-    "pain",
-    "eased",
-    "after",
-    "two",
-    "weeks",
-    "of",
-    "steady",
-    "use",
-]
 
 
 @pytest.fixture()
 def lm_recipe_file(tmp_path: Path, tiny_llama: Path) -> Path:
     rng = random.Random(0)
     for name, n in (("train", 16), ("test", 4)):
-        rows = [{"text": " ".join(rng.choices(WORDS, k=rng.randint(6, 12)))} for _ in range(n)]
+        rows = [{"text": lm_text(rng, 6, 12)} for _ in range(n)]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     recipe: dict[str, Any] = {
         "task": "causal-lm", "model": {"name": str(tiny_llama), "max_length": 24},
