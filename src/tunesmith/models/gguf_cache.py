@@ -16,6 +16,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tunesmith.errors import UserError
@@ -81,9 +83,17 @@ def _publish(tmp: Path, final: Path) -> None:
             raise
 
 
-def _temp_dir(final: Path) -> Path:
+@contextmanager
+def publishing(final: Path) -> Iterator[Path]:
+    """A temporary directory beside `final`, filled in the block, then published as `final` in one rename;
+    removed whatever happens, so a crash never leaves a half-written cache entry."""
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        _publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cached_tokenizer_dir(name: str) -> Path:
@@ -101,12 +111,8 @@ def cached_tokenizer_dir(name: str) -> Path:
 
     gguf = gguf_path(name)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    tmp = _temp_dir(final)
-    try:
+    with publishing(final) as tmp:
         tokenizer.save_pretrained(tmp)
-        _publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -134,13 +140,9 @@ def convert_gguf(name: str) -> Path:
     if unexpected or [key for key in missing if key != "lm_head.weight"]:
         raise RuntimeError(f"GGUF conversion of {name}: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
-    tmp = _temp_dir(final)
-    try:
+    with publishing(final) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        _publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

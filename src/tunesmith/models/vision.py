@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from torch import nn
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
 from tunesmith.errors import UserError
-from tunesmith.models.gguf_cache import _is_complete, _publish, _temp_dir, model_cache_dir
+from tunesmith.models.gguf_cache import _is_complete, model_cache_dir, publishing
 
 log = logging.getLogger(__name__)
 
@@ -156,12 +155,8 @@ def convert_efficientnet(name: str) -> Path:
     model = EfficientNetClassifier(settings)
     model.backbone = EfficientNetBackbone(net)
     model.classifier = net._fc
-    tmp = _temp_dir(final)
-    try:
+    with publishing(final) as tmp:
         model.save(tmp)
-        _publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
