@@ -103,11 +103,11 @@ def onnx_predictor(path: Path, tokenizer: Any, max_length: int, batch_size: int 
     session = session if session is not None else onnx_session(path)
     names = [i.name for i in session.get_inputs()]
 
+    from tunesmith.evaluation.suite.predictor import length_batches
+
     def predict(texts: list[str]) -> np.ndarray:
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for start in range(0, len(order), batch_size):
-            ids = order[start : start + batch_size]
+        for ids in length_batches(texts, batch_size):
             batch = tokenizer([texts[i] for i in ids], truncation=True, max_length=max_length, padding=True,
                               return_tensors="np")  # fmt: skip
             logits = session.run(["logits"], {n: batch[n].astype(np.int64) for n in names})[0]

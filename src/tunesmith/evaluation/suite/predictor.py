@@ -7,7 +7,7 @@ tokenizer for the checks that need the network itself: latency and explanations)
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,13 @@ class ModelHandle:
     model_dir: Path | None = None  # a saved model on disk (export, size on disk)
 
 
+def length_batches(texts: list[str], batch_size: int) -> Iterator[list[int]]:
+    """Positions of `texts` in batches of similar length (shortest first), so each pads little."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for start in range(0, len(order), batch_size):
+        yield order[start : start + batch_size]
+
+
 def text_predictor(
     model: torch.nn.Module, tokenizer: Any, max_length: int, batch_size: int = 32
 ) -> Predictor:
@@ -40,10 +47,8 @@ def text_predictor(
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out: list[np.ndarray] = [np.empty(0)] * len(texts)
-        for start in range(0, len(order), batch_size):
-            ids = order[start : start + batch_size]
+        for ids in length_batches(texts, batch_size):
             batch = tokenizer([texts[i] for i in ids], truncation=True, max_length=max_length, padding=True,
                               return_tensors="pt")  # fmt: skip
             logits = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
