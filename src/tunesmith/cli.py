@@ -65,8 +65,10 @@ def setup_logging(quiet: bool) -> None:
         handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
         force=True,
     )
-    for noisy in ("accelerate", "transformers", "torch", "urllib3", "httpx"):
+    for noisy in ("accelerate", "torch", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # transformers warns about the newly initialised head on every load: expected here (see models/loader.py)
+    logging.getLogger("transformers").setLevel(logging.ERROR)
 
 
 RecipeArg = typer.Argument(..., help="recipe YAML file", show_default=False)
