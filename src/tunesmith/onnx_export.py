@@ -76,16 +76,22 @@ def export_onnx_file(model: torch.nn.Module, tokenizer: Any, path: Path, *, int8
         torch.onnx.export(_Logits(cpu, names), args, str(fp32), input_names=names, output_names=["logits"],
                           dynamic_axes=axes, opset_version=OPSET, dynamo=False)  # fmt: skip
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        quiet = logging.getLogger()
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # "consider pre-processing" advice on every call
-        try:
-            quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
-        finally:
-            quiet.setLevel(level)
+        quantize_onnx_file(fp32, path)
         fp32.unlink()
+    return path
+
+
+def quantize_onnx_file(fp32: Path, path: Path) -> Path:
+    """Write `path`: the fp32 ONNX file `fp32` with int8 weights (ONNX Runtime dynamic quantisation)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quiet = logging.getLogger()
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # "consider pre-processing" advice on every call
+    try:
+        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8)
+    finally:
+        quiet.setLevel(level)
     return path
 
 

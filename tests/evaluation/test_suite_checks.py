@@ -115,3 +115,26 @@ def test_perturbations_keep_meaning_shaped_edits() -> None:
     changed = perturb.numbers("took 20 mg for 3 weeks", rng)
     assert changed != "took 20 mg for 3 weeks" and changed.split()[2] == "mg"
     assert perturb.value_swap(["Acne", "Migraine"])("my acne is gone", rng) == "my Migraine is gone"
+
+
+def test_robustness_predicts_only_edits_the_model_can_see(tmp_path: Path) -> None:
+    from tunesmith.evaluation.suite.robustness import predict_changed
+    from tunesmith.models.loader import load_tokenizer
+    from tunesmith.models.registry import resolve_model_dir
+
+    seen: list[str] = []
+
+    def predict(texts: list[str]) -> np.ndarray:
+        seen.extend(texts)
+        return np.tile([0.1, 0.2, 0.7], (len(texts), 1))
+
+    ctx = _context(tmp_path, np.zeros((0, 3)), np.zeros(0, dtype=np.int64), {})
+    ctx.handle = ModelHandle(predict, LABELS, tokenizer=load_tokenizer(resolve_model_dir("minilm")), max_length=8)
+    originals = ["it works well", "it works well", "it works well", "one two three four five six seven eight"]
+    edited = ["IT WORKS WELL", "it  works   well", "it works badly", "one two three four five six seven nine"]
+    before = np.tile([0.6, 0.3, 0.1], (4, 1))
+    probs, same = predict_changed(ctx, originals, edited, before)
+    # uncased tokenizer: case and spacing give the same input; the last edit lies past max_length (8 tokens)
+    assert seen == ["it works badly"]
+    assert same.tolist() == [True, True, False, True]
+    assert np.allclose(probs[[0, 1, 3]], before[[0, 1, 3]]) and np.allclose(probs[2], [0.1, 0.2, 0.7])

@@ -83,6 +83,9 @@ def test_changing_the_marker_flips_predictions(marker_run: Any) -> None:
     assert numbers["flip_rate"] > 0.5 and numbers["flip_rate_ci"][0] > 0.05
     assert numbers["examples"] and numbers["examples"][0]["before"] != numbers["examples"][0]["after"]
     assert robustness["perturbations"]["whitespace"]["flip_rate"] < 0.2  # a harmless edit stays harmless
+    upper = robustness["perturbations"]["upper"]  # the uncased tokenizer reads it as the original: not predicted
+    assert upper["same_model_input"] == upper["applicable"] > 0 and upper["flips"] == 0
+    assert numbers["same_model_input"] < numbers["applicable"]
     # eval.perturb_examples bounds the cost: 60 of the 80 test texts, stratified, are perturbed
     assert robustness["n"] == 80 and robustness["perturbed_texts"] == 60
     assert max(p["applicable"] for p in robustness["perturbations"].values()) == 60
@@ -198,3 +201,17 @@ def test_latency_times_every_variant_and_the_pipeline_anchor(marker_run: Any) ->
     assert variants["onnx-fp32"]["agreement"] >= 0.99
     assert abs(variants["onnx-fp32"]["macro_f1"] - variants["pytorch-fp32"]["macro_f1"]) < 0.02
     assert latency["anchor"]["name"] == "transformers.pipeline" and latency["anchor"]["p50_ms"] > 0
+
+
+def test_an_example_whose_attribution_has_not_converged_is_attributed_again(
+    marker_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tunesmith.evaluation.suite import explain
+    from tunesmith.evaluation.suite.command import evaluate_run
+
+    monkeypatch.setattr(explain, "DELTA_TOL", 0.0)  # no approximation is good enough: every example refined
+    evaluate_run(marker_run.run_dir, only=["explanations"], out=tmp_path / "again")
+    result = json.loads((tmp_path / "again" / "explanations.json").read_text())
+    assert result["refined"]["examples"] == result["explained"] > 0
+    default = json.loads((marker_run.run_dir / "evaluation" / "explanations.json").read_text())
+    assert default["refined"]["examples"] < default["explained"]  # 12 steps suffice for most examples

@@ -114,11 +114,11 @@ def robustness(r: dict[str, Any], specs: Plots) -> Markup:
                               "layout": _layout("Share of predictions flipped per perturbation", "perturbation",
                                                 "flip rate", x={"type": "category"}, hovermode="closest")}  # fmt: skip
         parts.append(plot("flip-rate"))
-    rows = [[k, v.get("applicable"), v.get("flip_rate"), v.get("accuracy_before"), v.get("accuracy_after"),
-             v.get("augment_op") or ""] for k, v in r.get("perturbations", {}).items()]  # fmt: skip
-    parts.append(
-        table(["perturbation", "texts changed", "flip rate", "accuracy before", "after", "augment op"], rows)
-    )
+    rows = [[k, v.get("applicable"), v.get("same_model_input"), v.get("flip_rate"), v.get("accuracy_before"),
+             v.get("accuracy_after"), v.get("augment_op") or ""] for k, v in r.get("perturbations", {}).items()]  # fmt: skip
+    headers = ["perturbation", "texts changed", "same tokens as the original", "flip rate", "accuracy before", "after",
+               "augment op"]  # fmt: skip
+    parts.append(table(headers, rows))
     examples = [[k, e["original"], e["perturbed"], e["label"], e["before"], e["after"]]
                 for k, v in r.get("perturbations", {}).items() for e in v.get("examples", [])[:2]]  # fmt: skip
     if examples:
@@ -202,6 +202,7 @@ def explanations(r: dict[str, Any], specs: Plots) -> Markup:
         parts.append(plot("top-tokens"))
     f = r.get("faithfulness") or {}
     parts.append(key_values({"method": r.get("method"), "baseline": r.get("baseline"), "steps": r.get("steps"),
+                             "examples attributed again with more steps": (r.get("refined") or {}).get("examples"),
                              "max convergence delta": r.get("max_convergence_delta"),
                              f"prediction drop, top-{f.get('k')} tokens deleted": f.get("top_k_drop"),
                              f"prediction drop, {f.get('k')} random tokens deleted": f.get("random_k_drop"),

@@ -44,40 +44,73 @@ def check_robustness(ctx: Context) -> tuple[Result, list[Finding]]:
     y = data.labels
     # Each perturbation predicts its share of these texts again: eval.perturb_examples bounds that cost.
     pool = sample_index(y, ctx.cfg.perturb_examples, ctx.seed).tolist()
-    results: dict[str, Any] = {}
+    changed: dict[str, list[tuple[int, str]]] = {}
     for index, (name, fn) in enumerate(perturbations(ctx).items()):
         rng = np.random.default_rng(ctx.seed + index)
-        changed = [(i, new) for i in pool if (new := fn(data.texts[i], rng)) != data.texts[i]]
-        if not changed:
+        changed[name] = [(i, new) for i in pool if (new := fn(data.texts[i], rng)) != data.texts[i]]
+    # One prediction call for every perturbed text the model can tell from its original.
+    edited = [(i, t) for pairs in changed.values() for i, t in pairs]
+    probs_all, unchanged = predict_changed(
+        ctx, [data.texts[i] for i, _ in edited], [t for _, t in edited], base[[i for i, _ in edited]]
+    )
+    results: dict[str, Any] = {}
+    offset = 0
+    for name, pairs in changed.items():
+        if not pairs:
             results[name] = {
                 "applicable": 0,
                 "flip_rate": None,
                 "note": "no evaluation text has anything to change",
             }
             continue
-        rows = np.asarray([i for i, _ in changed])
-        probs = ctx.handle.predict([t for _, t in changed])
-        pred = probs.argmax(axis=1)
+        rows = np.asarray([i for i, _ in pairs])
+        pred = probs_all[offset : offset + len(pairs)].argmax(axis=1)
+        same = int(unchanged[offset : offset + len(pairs)].sum())
+        offset += len(pairs)
         flipped = pred != base_pred[rows]
         examples = [{"row": data.rows[int(r)], "original": clip(data.texts[int(r)]), "perturbed": clip(t),
                      "label": labels[int(y[r])], "before": labels[int(base_pred[r])], "after": labels[int(p)]}
-                    for (r, t), p, f in zip(changed, pred, flipped, strict=True) if f][:EXAMPLES]  # fmt: skip
+                    for (r, t), p, f in zip(pairs, pred, flipped, strict=True) if f][:EXAMPLES]  # fmt: skip
         results[name] = {
             "applicable": len(rows), "flips": int(flipped.sum()), "flip_rate": float(flipped.mean()),
             "flip_rate_ci": proportion_ci(int(flipped.sum()), len(rows)),
             "accuracy_before": float(np.mean(base_pred[rows] == y[rows])),
             "accuracy_after": float(np.mean(pred == y[rows])),
             "augment_op": perturb.AUGMENT_OP.get(name), "examples": examples,
+            "same_model_input": same,  # edited texts the tokenizer turns into the original's tokens
         }  # fmt: skip
         results[name]["accuracy_change"] = results[name]["accuracy_after"] - results[name]["accuracy_before"]
     result: Result = {"split": data.name, "n": len(data), "perturbed_texts": len(pool), "seed": ctx.seed,
                       "perturbations": results,
-                      "edge_cases": edge_cases(ctx, base_pred)}  # fmt: skip
+                      "edge_cases": edge_cases(ctx, base)}  # fmt: skip
     return result, _findings(results, ctx)
 
 
-def edge_cases(ctx: Context, base_pred: np.ndarray) -> dict[str, Any]:
+def predict_changed(
+    ctx: Context, originals: list[str], edited: list[str], original_probs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of the edited texts; where the model's input is unchanged (an uncased tokenizer reads
+    'GOOD' as 'good', extra spaces vanish, an edit past model.max_length is cut off) the original's
+    probabilities are reused instead of predicted again: the same input gives the same output.
+    Returns (probabilities, which edited texts the model reads as their original)."""
+    tok, out = ctx.handle.tokenizer, original_probs.copy()
+    same = np.zeros(len(edited), dtype=bool)
+    if not edited:
+        return out, same
+    if tok is None:
+        return ctx.handle.predict(edited), same
+    encode = lambda texts: tok(texts, truncation=True, max_length=ctx.handle.max_length)["input_ids"]  # noqa: E731
+    differs = [i for i, (a, b) in enumerate(zip(encode(originals), encode(edited), strict=True)) if a != b]
+    same[:] = True
+    same[differs] = False
+    if differs:
+        out[differs] = ctx.handle.predict([edited[i] for i in differs])
+    return out, same
+
+
+def edge_cases(ctx: Context, base: np.ndarray) -> dict[str, Any]:
     data, labels, predict = ctx.eval_set, ctx.labels, ctx.handle.predict
+    base_pred = base.argmax(axis=1)
     rng = np.random.default_rng(ctx.seed)
     n = min(EDGE_MAX, len(data))
     rows = np.sort(rng.choice(len(data), size=n, replace=False)) if n else np.zeros(0, dtype=int)
@@ -97,7 +130,8 @@ def edge_cases(ctx: Context, base_pred: np.ndarray) -> dict[str, Any]:
             "accuracy_original": float(np.mean(base_pred[rows] == data.labels[rows])),
             "note": f"each text behind {need} filler words, beyond model.max_length = {ctx.handle.max_length} tokens",
         }  # fmt: skip
-        caps = predict([data.texts[int(r)].upper() for r in rows]).argmax(axis=1)
+        originals = [data.texts[int(r)] for r in rows]
+        caps = predict_changed(ctx, originals, [t.upper() for t in originals], base[rows])[0].argmax(axis=1)
         out["all_caps"] = {"n": n, "accuracy": float(np.mean(caps == data.labels[rows])),
                            "accuracy_original": out["deciding_words_at_end"]["accuracy_original"]}  # fmt: skip
     out["emoji_only"] = {**_shares(predict(EMOJI), labels), "examples": EMOJI[:EXAMPLES]}
