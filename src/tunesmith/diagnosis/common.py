@@ -79,6 +79,15 @@ def epoch_values(data: RunData, key: str) -> list[float | None]:
     return [float(r[key]) if finite(r.get(key)) else None for r in data.epochs]
 
 
+def regularising_patch(data: RunData) -> dict[str, Any]:
+    """The patch against overfitting: weight decay up to 0.1 (when the recipe sets less) and more dropout."""
+    patch: dict[str, Any] = {}
+    weight_decay = data.setting("train.weight_decay")
+    if finite(weight_decay) and weight_decay < 0.1:
+        patch["train.weight_decay"] = 0.1
+    return patch | dropout_patch(data)
+
+
 def dropout_patch(data: RunData) -> dict[str, Any]:
     """More dropout against overfitting: model.dropout 0.2 when the recipe keeps the model's own (0.1 for
     BERT-style encoders, 0 for Llama), else 0.1 more, up to 0.3. Empty for a recipe without a model section

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith.diagnosis.common import dropout_patch, finding, rnd
+from tunesmith.diagnosis.common import finding, regularising_patch, rnd
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData, finite
 from tunesmith.diagnosis.signals import lr_too_high
@@ -94,11 +94,7 @@ def overfitting(data: RunData) -> list[Finding]:
         value = point.record.get(f"val_{metric}")
         if finite(value):
             evidence[f"val_{metric}_{name}"] = rnd(value)
-    patch: dict[str, Any] = {"train.epochs": best.epoch}
-    weight_decay = data.setting("train.weight_decay")
-    if finite(weight_decay) and weight_decay < 0.1:
-        patch["train.weight_decay"] = 0.1
-    patch |= dropout_patch(data)
+    patch: dict[str, Any] = {"train.epochs": best.epoch} | regularising_patch(data)
     return [
         finding(
             "overfitting",
@@ -173,11 +169,7 @@ def generalization_gap(data: RunData) -> list[Finding]:
     gap = train_value - val_value
     if gap < GAP or gap < 3 * se:
         return []
-    patch: dict[str, Any] = {}
-    weight_decay = data.setting("train.weight_decay")
-    if finite(weight_decay) and weight_decay < 0.1:
-        patch["train.weight_decay"] = 0.1
-    patch |= dropout_patch(data)
+    patch = regularising_patch(data)
     return [
         finding(
             "generalization_gap",
