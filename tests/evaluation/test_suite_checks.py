@@ -129,7 +129,9 @@ def test_robustness_predicts_only_edits_the_model_can_see(tmp_path: Path) -> Non
         return np.tile([0.1, 0.2, 0.7], (len(texts), 1))
 
     ctx = _context(tmp_path, np.zeros((0, 3)), np.zeros(0, dtype=np.int64), {})
-    ctx.handle = ModelHandle(predict, LABELS, tokenizer=load_tokenizer(resolve_model_dir("minilm")), max_length=8)
+    ctx.handle = ModelHandle(
+        predict, LABELS, tokenizer=load_tokenizer(resolve_model_dir("minilm")), max_length=8
+    )
     originals = ["it works well", "it works well", "it works well", "one two three four five six seven eight"]
     edited = ["IT WORKS WELL", "it  works   well", "it works badly", "one two three four five six seven nine"]
     before = np.tile([0.6, 0.3, 0.1], (4, 1))

@@ -83,7 +83,8 @@ def test_changing_the_marker_flips_predictions(marker_run: Any) -> None:
     assert numbers["flip_rate"] > 0.5 and numbers["flip_rate_ci"][0] > 0.05
     assert numbers["examples"] and numbers["examples"][0]["before"] != numbers["examples"][0]["after"]
     assert robustness["perturbations"]["whitespace"]["flip_rate"] < 0.2  # a harmless edit stays harmless
-    upper = robustness["perturbations"]["upper"]  # the uncased tokenizer reads it as the original: not predicted
+    # the uncased tokenizer reads an upper-cased text as the original: it is not predicted again
+    upper = robustness["perturbations"]["upper"]
     assert upper["same_model_input"] == upper["applicable"] > 0 and upper["flips"] == 0
     assert numbers["same_model_input"] < numbers["applicable"]
     # eval.perturb_examples bounds the cost: 60 of the 80 test texts, stratified, are perturbed

@@ -29,6 +29,7 @@ from tunesmith.findings import Finding
 from tunesmith.models.loader import load_classifier
 from tunesmith.outputs import save_model, write_predictions
 from tunesmith.tasks.base import Collate, Encoded, Evaluation, LoadedModel, StepOutput, Task
+from tunesmith.training.precision import resolve_precision
 
 DYNAMICS_FILE = "dynamics.npz"
 
@@ -68,6 +69,7 @@ class TextClassification(Task):
         self.labels: list[str] = []
         self.train_rows: list[int] = []
         self.bundle: DataBundle | None = None
+        self.final_probs: dict[str, np.ndarray] = {}  # split -> the final model's probabilities, for the suite
         self.weights: torch.Tensor | None = None
         self.example_weights: torch.Tensor | None = None  # train.group_weights, by training example
 
@@ -199,6 +201,7 @@ class TextClassification(Task):
         write_predictions(
             run_dir / "predictions" / f"{split.name}.jsonl", split, evaluation.outputs, self.labels
         )
+        self.final_probs[split.name] = evaluation.outputs  # the suite reuses them instead of predicting again
 
     def finish(self, run_dir: Path, model: torch.nn.Module) -> tuple[dict[str, Any], list[Finding]]:
         """The evaluation suite (eval.suite: slices, calibration, robustness, latency, explanations,
@@ -209,7 +212,11 @@ class TextClassification(Task):
         handle = suite.handle_for_model(
             model, self.tokenizer, self.labels, self.recipe.model.max_length, run_dir / "model"
         )
-        summary, findings = suite.run_suite(run_dir, self.recipe, self.bundle, handle)
+        # The final evaluation ran in fp32 without autocast only when the precision is fp32: only then are its
+        # probabilities the ones the suite's predict function would compute again.
+        fp32 = resolve_precision(self.recipe.train.precision) == "fp32"
+        known = self.final_probs if fp32 else {}
+        summary, findings = suite.run_suite(run_dir, self.recipe, self.bundle, handle, known_probs=known)
         return {"evaluation": summary}, findings
 
     def save(self, run_dir: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> Path:

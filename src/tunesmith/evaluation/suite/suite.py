@@ -18,7 +18,7 @@ from tunesmith.data.messages import did_you_mean, list_names
 from tunesmith.data.prepare import HELD_OUT, MISSING_GROUP
 from tunesmith.data.types import DataBundle, Split
 from tunesmith.errors import UserError
-from tunesmith.evaluation.suite.context import Context, EvalSet, Result, sample
+from tunesmith.evaluation.suite.context import Context, EvalSet, Result, sample_index
 from tunesmith.evaluation.suite.predictor import ModelHandle
 from tunesmith.findings import Finding
 from tunesmith.outputs import write_json
@@ -144,18 +144,23 @@ def headline(name: str, r: Result) -> dict[str, Any]:
 
 
 def run_suite(
-    run_dir: Path, recipe: Recipe, bundle: DataBundle, handle: ModelHandle, *, device: str = "cpu"
-) -> tuple[dict[str, Any], list[Finding]]:
+    run_dir: Path, recipe: Recipe, bundle: DataBundle, handle: ModelHandle, *, device: str = "cpu",
+    known_probs: dict[str, np.ndarray] | None = None,
+) -> tuple[dict[str, Any], list[Finding]]:  # fmt: skip
     """The evaluation stage of `tunesmith run`: the checks in eval.suite on the run's test split (validation
-    when there is none), bounded by eval.max_examples. Returns (summary for metrics.json, findings)."""
+    when there is none), bounded by eval.max_examples. `known_probs` (split name -> the handle's
+    probabilities on every row of that split, from the run's final evaluation) spares predicting them again.
+    Returns (summary for metrics.json, findings)."""
     names = resolve_checks(recipe.eval.suite)
     if not names:
         return {"checks": {}}, []
     split = bundle.test if bundle.test is not None else bundle.validation
     group = recipe.data.group
-    data = sample(
-        eval_set_from_split(split, len(bundle.labels), group), recipe.eval.max_examples, recipe.train.seed
-    )
+    known = known_probs or {}
+    seed = recipe.train.seed
+    full = eval_set_from_split(split, len(bundle.labels), group)
+    picked = sample_index(full.labels, recipe.eval.max_examples, seed)
+    data = full.subset(picked)
     findings: list[Finding] = []
     wanted = list(recipe.eval.slices) if recipe.eval.slices is not None else ([group] if group else [])
     source = recipe.data.train if split.source == HELD_OUT else split.source
@@ -169,9 +174,13 @@ def run_suite(
         ))  # fmt: skip
     data.slices = {k: v for k, v in data.slices.items() if k in wanted}
     validation = eval_set_from_split(bundle.validation, len(bundle.labels), None)
+    val_picked = sample_index(validation.labels, max(recipe.eval.max_examples, 200), seed)
     ctx = Context(run_dir=run_dir, cfg=recipe.eval, handle=handle, eval_set=data,
-                  validation=sample(validation, max(recipe.eval.max_examples, 200), recipe.train.seed),
+                  validation=validation.subset(val_picked),
                   train=eval_set_from_split(bundle.train, len(bundle.labels), None), group_column=group,
-                  seed=recipe.train.seed, device=device)  # fmt: skip
+                  seed=seed, device=device)  # fmt: skip
+    for key, name, index in (("eval", split.name, picked), ("validation", bundle.validation.name, val_picked)):
+        if name in known and len(known[name]) == len(full if key == "eval" else validation):
+            ctx._cache[key] = np.asarray(known[name], dtype=np.float64)[index]
     summary, found = run_checks(ctx, names, run_dir / "evaluation")
     return summary, findings + found
