@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from peft import PeftModel
 
 from tunesmith.data.image_ops import IMAGE_OPS, augment, load_image, normalise
 from tunesmith.data.types import DataBundle, Split, Table
@@ -31,14 +32,16 @@ from tunesmith.models.vision import (
 )
 from tunesmith.report import images as image_section
 from tunesmith.report.extras import register_section
+from tunesmith.strategies.vision_peft import merged_copy
 from tunesmith.tasks.base import Encoded, LoadedModel
 from tunesmith.tasks.text_classification import TextClassification
 
 register_section(image_section.SECTION, image_section.render, title=image_section.TITLE)
 
 
-# PEFT's lora / ia3 / prompt tuning wrap Hugging Face text models (task_type SEQ_CLS); not wired for images.
-IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive")
+# lora: PEFT on the backbone's convolutions / attention (tunesmith.strategies.vision_peft), saved merged.
+# ia3 / prompt tuning / adapter / setfit are built around text transformers' projections or a tokenizer.
+IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora")
 
 
 class ImageClassification(TextClassification):
@@ -163,6 +166,9 @@ class ImageClassification(TextClassification):
         assert self.info is not None
         final, tmp = run_dir / "model", run_dir / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(model, PeftModel):  # lora: the adapter on its own, and a merged plain model beside it
+            model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
+            model = merged_copy(model)
         save = getattr(model, "save", None)
         if callable(save):  # EfficientNetClassifier
             save(tmp)
