@@ -263,3 +263,23 @@ def freeze_batchnorm_stats(model: nn.Module) -> None:
             norm.training = module.training and (weight is None or weight.requires_grad)
 
     model.register_forward_pre_hook(hook)
+
+
+@torch.no_grad()
+def embed_images(
+    model: nn.Module, info: ImageModelInfo, paths: list[str], batch_size: int = 64
+) -> torch.Tensor:
+    """Pooled backbone features [n, d] of image files (the doctor's label-error check reads these)."""
+    from tunesmith.data.image_ops import load_image, normalise
+    from tunesmith.strategies.blocks import find_blocks
+
+    backbone, rows = find_blocks(model).backbone, []
+    was_training = backbone.training
+    backbone.eval()
+    for start in range(0, len(paths), batch_size):
+        pixels = torch.stack([load_image(p, info.image_size) for p in paths[start : start + batch_size]])
+        out = backbone(normalise(pixels, info.mean, info.std))
+        pooled = out.get("pooler_output")
+        rows.append((pooled if pooled is not None else out["last_hidden_state"][:, 0]).flatten(1))
+    backbone.train(was_training)
+    return torch.cat(rows)

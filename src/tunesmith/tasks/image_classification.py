@@ -25,6 +25,7 @@ from tunesmith.errors import UserError
 from tunesmith.findings import Finding
 from tunesmith.models.vision import (
     ImageModelInfo,
+    embed_images,
     freeze_batchnorm_stats,
     load_image_classifier,
     model_info,
@@ -106,21 +107,8 @@ class ImageClassification(TextClassification):
 
     def embed(self, paths: list[str], batch_size: int = 64) -> torch.Tensor:
         """Pooled backbone features of images (for the label-error check and the report)."""
-        from tunesmith.strategies.blocks import find_blocks
-
         assert self.info is not None and self.model is not None
-        backbone, rows = find_blocks(self.model).backbone, []
-        was_training = backbone.training
-        backbone.eval()
-        for start in range(0, len(paths), batch_size):
-            pixels = torch.stack(
-                [load_image(p, self.info.image_size) for p in paths[start : start + batch_size]]
-            )
-            out = backbone(normalise(pixels, self.info.mean, self.info.std))
-            pooled = out.get("pooler_output")
-            rows.append((pooled if pooled is not None else out["last_hidden_state"][:, 0]).flatten(1))
-        backbone.train(was_training)
-        return torch.cat(rows)
+        return embed_images(self.model, self.info, paths, batch_size)
 
     def encode(self, split: Split) -> Encoded:
         assert self.info is not None, "load_model() first"
