@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 import torch
 from PIL import Image, ImageEnhance, ImageFilter
 
@@ -27,6 +26,7 @@ from tunesmith.evaluation.suite.suite import headline
 from tunesmith.findings import Finding
 from tunesmith.outputs import write_json
 from tunesmith.predict_images import ImageModel, image_predictor, pixel_probs, read_pixels
+from tunesmith.tuning.stats import classification_score
 
 IMAGE_CHECKS = ("calibration", "robustness", "latency")
 NOT_FOR_IMAGES = {
@@ -41,7 +41,7 @@ ROTATION_DEG = 10.0
 # perturbation -> the data.augment.ops op that trains against it
 AUGMENT_OP = {"gaussian_noise": None, "blur": None, "brightness": "color", "rotation": "rotate"}
 EXAMPLES = 5
-LATENCY_IMAGES, WARMUP = 30, 3
+LATENCY_IMAGES = 30  # batch-1 calls timed (after the suite's warm-up calls)
 
 
 def _pil(x: torch.Tensor) -> Image.Image:
@@ -128,46 +128,30 @@ def _robustness_findings(results: dict[str, Any], ctx: Context) -> list[Finding]
 
 def check_image_latency(ctx: Context, loaded: ImageModel) -> tuple[Result, list[Finding]]:
     """Batch-1 p50/p95/p99 and images/s at batch 1, 8, 32 of the suite's predict function (from the file)."""
+    from tunesmith.evaluation.suite.latency import PeakRss, _time_batch1
+
     predict, paths = ctx.handle.predict, ctx.eval_set.texts
     timed = (paths * (LATENCY_IMAGES // max(len(paths), 1) + 1))[:LATENCY_IMAGES]
-    for path in timed[:WARMUP]:
-        predict([path])
-    times = []
-    for path in timed:
-        start = time.perf_counter()
-        predict([path])
-        times.append((time.perf_counter() - start) * 1000.0)
-    p50, p95, p99 = (float(v) for v in np.percentile(times, [50, 95, 99]))
-    throughput = {"1": 1000.0 / float(np.mean(times))}
-    for batch in (8, 32):
-        chunk = (paths * (batch // max(len(paths), 1) + 1))[:batch]
-        start = time.perf_counter()
-        predict(chunk)
-        throughput[str(batch)] = batch / max(time.perf_counter() - start, 1e-9)
+    device = next(loaded.model.parameters()).device
+    with PeakRss(device) as memory:
+        latency = _time_batch1(predict, timed)  # warm-up calls first
+        throughput = {"1": 1000.0 / max(latency["mean_ms"], 1e-9)}
+        for batch in (8, 32):
+            chunk = (paths * (batch // max(len(paths), 1) + 1))[:batch]
+            start = time.perf_counter()
+            predict(chunk)
+            throughput[str(batch)] = batch / max(time.perf_counter() - start, 1e-9)
     pred = ctx.probs().argmax(axis=1)
     files = list(loaded.model_dir.glob("*.safetensors"))
     variant = {
-        "name": "pytorch fp32", "p50_ms": p50, "p95_ms": p95, "p99_ms": p99, "throughput": throughput,
-        "size_mb": sum(f.stat().st_size for f in files) / 2**20, "macro_f1": _macro_f1(ctx.eval_set.labels, pred, len(ctx.labels)),
-        "agreement": 1.0, "peak_memory_mb": psutil.Process().memory_info().rss / 2**20,
+        "name": "pytorch fp32", **latency, "throughput": throughput,
+        "size_mb": sum(f.stat().st_size for f in files) / 2**20, "macro_f1": float(classification_score(ctx.eval_set.labels, pred, len(ctx.labels), "macro_f1")[0]),
+        "agreement": 1.0, "peak_memory_mb": memory.peak_mb,
+        "working_memory_mb": max(0.0, memory.peak_mb - memory.start_mb),
     }  # fmt: skip
-    device = str(next(loaded.model.parameters()).device)
-    result: Result = {"split": ctx.eval_set.name, "device": device, "variants": [variant], "images_timed": len(timed),
+    result: Result = {"split": ctx.eval_set.name, "device": str(device), "variants": [variant], "images_timed": len(timed),
                       "note": "each call decodes, resizes and normalises the image files, then runs the model"}  # fmt: skip
     return result, []
-
-
-def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
-    scores = []
-    for c in range(k):
-        tp, fp, fn = (
-            np.sum((pred == c) & (y == c)),
-            np.sum((pred == c) & (y != c)),
-            np.sum((pred != c) & (y == c)),
-        )
-        if tp + fp + fn:
-            scores.append(2 * tp / (2 * tp + fp + fn))
-    return float(np.mean(scores)) if scores else 0.0
 
 
 def run_image_suite(
