@@ -207,3 +207,18 @@ def test_image_robustness_counts_flips_per_perturbation(tmp_path: Path) -> None:
     rates = {k: v["flip_rate"] for k, v in result["perturbations"].items()}
     assert rates == {"gaussian_noise": 0.0, "blur": 0.0, "brightness": 1.0, "rotation": 0.0}
     assert findings and findings[0].config_patch == {"data.augment.ops": ["flip", "crop", "color"]}
+
+
+def test_predict_on_the_merged_lora_model_matches_the_run(image_run: dict[str, Path]) -> None:
+    """model/ holds the LoRA updates folded into a plain ResNet: it predicts what the wrapped model did."""
+    run = image_run["run"]
+    rows = [json.loads(line) for line in (run / "predictions" / "validation.jsonl").read_text().splitlines()]
+    result = runner.invoke(app, ["predict", str(run), *[r["text"] for r in rows], "--json", "--uncalibrated"])
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line) for line in result.output.splitlines()]
+    labels = json.loads((run / "model" / "labels.json").read_text())["id2label"]
+    for want, have in zip(rows, got, strict=True):
+        assert have["label"] == want["pred"]
+        assert np.allclose(
+            [have["probs"][labels[str(i)]] for i in range(len(labels))], want["probs"], atol=1e-4
+        )
