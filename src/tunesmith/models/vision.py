@@ -64,6 +64,7 @@ class _Stage(nn.Module):
 class EfficientNetBackbone(nn.Module):
     def __init__(self, net: Any) -> None:  # an efficientnet_lite_pytorch.EfficientNet (untyped)
         super().__init__()
+        _plain_pointwise_convs(net)
         self.embeddings = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         n, base_rate = len(net._blocks), net._global_params.drop_connect_rate or 0.0
         stages: list[tuple[list[nn.Module], list[float]]] = []
@@ -82,6 +83,20 @@ class EfficientNetBackbone(nn.Module):
         for stage in self.layers:
             x = stage(x)
         return BaseModelOutputWithPooling(pooler_output=self.head(x).flatten(1))
+
+
+def _plain_pointwise_convs(net: nn.Module) -> None:
+    """1x1 stride-1 "same"-padded convolutions pad nothing: make them plain nn.Conv2d (same weights and
+    state-dict keys), so PEFT LoRA can wrap them (it rebuilds a layer's A and B as `type(layer)(...)`)."""
+    for parent in list(net.modules()):
+        for name, conv in list(parent.named_children()):
+            pad = getattr(conv, "static_padding", nn.ZeroPad2d(0))
+            if (isinstance(conv, nn.Conv2d) and type(conv) is not nn.Conv2d and tuple(conv.kernel_size) == (1, 1)
+                    and tuple(conv.stride) == (1, 1) and not isinstance(pad, nn.ZeroPad2d)):  # fmt: skip
+                plain = nn.Conv2d(conv.in_channels, conv.out_channels, 1, groups=conv.groups,
+                                  bias=conv.bias is not None)  # fmt: skip
+                plain.load_state_dict(conv.state_dict())
+                setattr(parent, name, plain)
 
 
 class EfficientNetClassifier(nn.Module):
@@ -248,3 +263,23 @@ def freeze_batchnorm_stats(model: nn.Module) -> None:
             norm.training = module.training and (weight is None or weight.requires_grad)
 
     model.register_forward_pre_hook(hook)
+
+
+@torch.no_grad()
+def embed_images(
+    model: nn.Module, info: ImageModelInfo, paths: list[str], batch_size: int = 64
+) -> torch.Tensor:
+    """Pooled backbone features [n, d] of image files (the doctor's label-error check reads these)."""
+    from tunesmith.data.image_ops import load_image, normalise
+    from tunesmith.strategies.blocks import find_blocks
+
+    backbone, rows = find_blocks(model).backbone, []
+    was_training = backbone.training
+    backbone.eval()
+    for start in range(0, len(paths), batch_size):
+        pixels = torch.stack([load_image(p, info.image_size) for p in paths[start : start + batch_size]])
+        out = backbone(normalise(pixels, info.mean, info.std))
+        pooled = out.get("pooler_output")
+        rows.append((pooled if pooled is not None else out["last_hidden_state"][:, 0]).flatten(1))
+    backbone.train(was_training)
+    return torch.cat(rows)

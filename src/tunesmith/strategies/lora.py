@@ -8,6 +8,7 @@ from pydantic import Field
 
 from tunesmith.strategies.options import Options
 from tunesmith.strategies.peft_methods import PeftStrategy, check_targets, detect_lora_targets, task_type
+from tunesmith.strategies.vision_peft import image_lora_config, is_image_model
 
 
 class LoraOptions(Options):
@@ -24,6 +25,8 @@ class LoraStrategy(PeftStrategy):
 
     def peft_config(self, model: torch.nn.Module) -> PeftConfig:
         o: LoraOptions = self.options
+        if is_image_model(model):  # a vision backbone: convolutions or attention, head in modules_to_save
+            return image_lora_config(model, o)
         targets = o.target_modules or detect_lora_targets(model)
         check_targets(model, targets)
         fan_in_fan_out = any(t in {"c_attn", "c_proj", "c_fc"} for t in targets)  # GPT-2's Conv1D layers

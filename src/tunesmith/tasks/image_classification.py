@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from peft import PeftModel
 
 from tunesmith.data.image_ops import IMAGE_OPS, augment, load_image, normalise
 from tunesmith.data.types import DataBundle, Split, Table
@@ -24,6 +25,7 @@ from tunesmith.errors import UserError
 from tunesmith.findings import Finding
 from tunesmith.models.vision import (
     ImageModelInfo,
+    embed_images,
     freeze_batchnorm_stats,
     load_image_classifier,
     model_info,
@@ -31,14 +33,16 @@ from tunesmith.models.vision import (
 )
 from tunesmith.report import images as image_section
 from tunesmith.report.extras import register_section
+from tunesmith.strategies.vision_peft import merged_copy
 from tunesmith.tasks.base import Encoded, LoadedModel
 from tunesmith.tasks.text_classification import TextClassification
 
 register_section(image_section.SECTION, image_section.render, title=image_section.TITLE)
 
 
-# PEFT's lora / ia3 / prompt tuning wrap Hugging Face text models (task_type SEQ_CLS); not wired for images.
-IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive")
+# lora: PEFT on the backbone's convolutions / attention (tunesmith.strategies.vision_peft), saved merged.
+# ia3 / prompt tuning / adapter / setfit are built around text transformers' projections or a tokenizer.
+IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora")
 
 
 class ImageClassification(TextClassification):
@@ -103,21 +107,8 @@ class ImageClassification(TextClassification):
 
     def embed(self, paths: list[str], batch_size: int = 64) -> torch.Tensor:
         """Pooled backbone features of images (for the label-error check and the report)."""
-        from tunesmith.strategies.blocks import find_blocks
-
         assert self.info is not None and self.model is not None
-        backbone, rows = find_blocks(self.model).backbone, []
-        was_training = backbone.training
-        backbone.eval()
-        for start in range(0, len(paths), batch_size):
-            pixels = torch.stack(
-                [load_image(p, self.info.image_size) for p in paths[start : start + batch_size]]
-            )
-            out = backbone(normalise(pixels, self.info.mean, self.info.std))
-            pooled = out.get("pooler_output")
-            rows.append((pooled if pooled is not None else out["last_hidden_state"][:, 0]).flatten(1))
-        backbone.train(was_training)
-        return torch.cat(rows)
+        return embed_images(self.model, self.info, paths, batch_size)
 
     def encode(self, split: Split) -> Encoded:
         assert self.info is not None, "load_model() first"
@@ -163,6 +154,9 @@ class ImageClassification(TextClassification):
         assert self.info is not None
         final, tmp = run_dir / "model", run_dir / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(model, PeftModel):  # lora: the adapter on its own, and a merged plain model beside it
+            model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
+            model = merged_copy(model)
         save = getattr(model, "save", None)
         if callable(save):  # EfficientNetClassifier
             save(tmp)

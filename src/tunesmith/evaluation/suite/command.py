@@ -113,6 +113,10 @@ def evaluate_run(
     group: str | None = None, only: list[str] | None = None, out: Path | None = None,
 ) -> tuple[dict[str, Any], list[Finding], Path]:  # fmt: skip
     recipe = _finished_run(run_dir)
+    if recipe.task == "image-classification":  # image files through the image checks (evaluation.image_suite)
+        from tunesmith.evaluation.image_suite import evaluate_image_run
+
+        return evaluate_image_run(run_dir, recipe, data=data, text=text, label=label, only=only, out=out)
     from tunesmith.tracking import make_trackers
 
     trackers = (
