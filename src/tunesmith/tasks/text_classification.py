@@ -69,7 +69,9 @@ class TextClassification(Task):
         self.labels: list[str] = []
         self.train_rows: list[int] = []
         self.bundle: DataBundle | None = None
-        self.final_probs: dict[str, np.ndarray] = {}  # split -> the final model's probabilities, for the suite
+        self.final_probs: dict[
+            str, np.ndarray
+        ] = {}  # split -> the final model's probabilities, for the suite
         self.weights: torch.Tensor | None = None
         self.example_weights: torch.Tensor | None = None  # train.group_weights, by training example
 

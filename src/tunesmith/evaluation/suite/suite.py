@@ -179,7 +179,10 @@ def run_suite(
                   validation=validation.subset(val_picked),
                   train=eval_set_from_split(bundle.train, len(bundle.labels), None), group_column=group,
                   seed=seed, device=device)  # fmt: skip
-    for key, name, index in (("eval", split.name, picked), ("validation", bundle.validation.name, val_picked)):
+    for key, name, index in (
+        ("eval", split.name, picked),
+        ("validation", bundle.validation.name, val_picked),
+    ):
         if name in known and len(known[name]) == len(full if key == "eval" else validation):
             ctx._cache[key] = np.asarray(known[name], dtype=np.float64)[index]
     summary, found = run_checks(ctx, names, run_dir / "evaluation")
