@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from tunesmith.errors import UserError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -109,6 +111,14 @@ class Task:
     # ---- recipe and data ----
     def check_recipe(self) -> None:
         """Raise UserError for settings this task cannot honour (named key, valid value)."""
+
+    def check_metric(self, hint: str = "") -> None:
+        """eval.metric must be one this task computes; `hint` is appended to the message."""
+        metric = self.recipe.eval.metric
+        if metric not in self.metrics:
+            raise UserError(
+                f"eval.metric: {metric} is not a {self.name} metric; use one of {', '.join(self.metrics)}{hint}."
+            )
 
     def check_model(self) -> None:
         """Options that depend on the model (its position limit, blocks, module names), against its config,

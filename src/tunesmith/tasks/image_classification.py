@@ -60,11 +60,7 @@ class ImageClassification(TextClassification):
         self.model: torch.nn.Module | None = None
 
     def check_recipe(self) -> None:
-        metric = self.recipe.eval.metric
-        if metric not in self.metrics:
-            raise UserError(
-                f"eval.metric: {metric} is not a {self.name} metric; use one of {', '.join(self.metrics)}."
-            )
+        self.check_metric()
         data = self.recipe.data
         for key in ("prompt", "response", "messages"):
             if getattr(data, key) is not None:

@@ -69,18 +69,13 @@ class TextClassification(Task):
         self.labels: list[str] = []
         self.train_rows: list[int] = []
         self.bundle: DataBundle | None = None
-        self.final_probs: dict[
-            str, np.ndarray
-        ] = {}  # split -> the final model's probabilities, for the suite
+        # split -> the final model's probabilities, which the evaluation suite reuses
+        self.final_probs: dict[str, np.ndarray] = {}
         self.weights: torch.Tensor | None = None
         self.example_weights: torch.Tensor | None = None  # train.group_weights, by training example
 
     def check_recipe(self) -> None:
-        metric = self.recipe.eval.metric
-        if metric not in self.metrics:
-            raise UserError(
-                f"eval.metric: {metric} is not a {self.name} metric; use one of {', '.join(self.metrics)}."
-            )
+        self.check_metric()
         data = self.recipe.data
         if self.recipe.train.group_weights and data.group is None:
             raise UserError("train.group_weights: weights by group need a group column; set data.group "
