@@ -4,6 +4,7 @@ run's and identical metrics and history."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -77,10 +78,8 @@ def _write_in_flight_behind_training(run_dir: Path) -> bool:
         return False
     logged = []
     for line in (run_dir / "history.jsonl").read_text().splitlines():
-        try:
+        with contextlib.suppress(ValueError):  # a line being written
             logged.append(int(json.loads(line)["step"]))
-        except ValueError:  # a line being written
-            pass
     return bool(logged) and max(logged) > min(writing)
 
 
