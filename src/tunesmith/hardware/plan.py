@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 SLOW_RUN_S = 3600.0  # a run estimated above an hour gets the speed levers
 TIGHT_SHARE = 0.85  # a peak above this share of the memory there is leaves too little headroom
-# Rough effect of each lever on the measured activations (gradient checkpointing keeps one tensor per
-# block; bf16 halves most saved tensors); benchmarks/hardware.py measures the real savings.
-CHECKPOINTING_KEEPS = 0.35
+# Rough effect of bf16 on the measured activations (it halves most saved tensors); benchmarks/hardware.py
+# measures the real savings. Gradient checkpointing's share is measured by a second probe when the plan
+# recommends it (measure_checkpointing); this share (MiniLM, 16 x 128, benchmarks/hardware.py) is only
+# the fallback for a model the probe cannot run checkpointed.
+CHECKPOINTING_KEEPS = 0.58
 BF16_KEEPS = 0.55
 
 
@@ -66,6 +68,7 @@ class Plan:
     truncation: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     auto: dict[str, Any] | None = None  # how batch_size: auto chose
+    checkpointing_keeps: float | None = None  # measured share of the activations checkpointing keeps
     copies_bytes: int = 0  # the loop's host copies: best-epoch weights, nan_policy rollback state
 
     @property
@@ -91,6 +94,7 @@ class Plan:
             "time_s": {"train_epoch": self.train_epoch_s, "validation": self.validation_s, "run": self.run_s},
             "tokens_per_s": self.tokens_per_s, "truncation": self.truncation, "auto": self.auto,
             "probe": p.to_dict(), "findings": [f.to_dict() for f in self.findings],
+            "checkpointing_keeps": self.checkpointing_keeps,
         }  # fmt: skip
 
     def lines(self) -> list[str]:
@@ -201,8 +205,9 @@ def _memory_findings(
                         {"train.batch_size": half, "train.grad_accum": cfg.grad_accum * 2},
                         fixed + p.activations_bytes * half // cfg.batch_size))  # fmt: skip
     if not cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+        keeps = plan.checkpointing_keeps if plan.checkpointing_keeps is not None else CHECKPOINTING_KEEPS
         options.append(("gradient checkpointing (recomputes activations, about 30% slower)",
-                        {"train.gradient_checkpointing": True}, fixed + int(p.activations_bytes * CHECKPOINTING_KEEPS)))  # fmt: skip
+                        {"train.gradient_checkpointing": True}, fixed + int(p.activations_bytes * keeps)))  # fmt: skip
     if recipe.strategy.name == "full":
         states = p.gradients_bytes + p.optimizer_bytes
         options.append(("LoRA: gradients and optimizer state for about 1% of the weights",
@@ -298,18 +303,51 @@ def make_plan(
         run_s=times["run"], tokens_per_s=times["tokens_per_s"], truncation=truncation_stats(recipe, train_data),
         auto=auto, copies_bytes=loop_copies(recipe, result, device),
     )  # fmt: skip
+    if plan.needed_bytes > TIGHT_SHARE * available:  # gradient checkpointing may be recommended: measure it
+        plan.checkpointing_keeps = measure_checkpointing(recipe, task, model, strategy, train_data, accelerator,
+                                                         result)  # fmt: skip
     plan.findings = _memory_findings(plan, recipe, model, device) + _time_findings(plan, recipe, device)
     return recipe, plan
 
 
+def measure_checkpointing(
+    recipe: Recipe, task: Task, model: torch.nn.Module, strategy: Strategy, train_data: Encoded,
+    accelerator: Accelerator, plain: ProbeResult,
+) -> float | None:  # fmt: skip
+    """The share of the probe's activations left with gradient checkpointing on, from a second probe at
+    the same micro-batch (checkpointing off again after it); None when the model cannot do it."""
+    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if recipe.train.gradient_checkpointing or not getattr(base, "supports_gradient_checkpointing", False):
+        return None
+    if plain.activations_bytes <= 0:
+        return None
+    try:
+        enable_gradient_checkpointing(model)
+        checkpointed = probe(recipe, task, model, strategy, train_data, None, accelerator,
+                             batch_size=plain.batch_size, timed=False)  # fmt: skip
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        return None
+    finally:
+        base.gradient_checkpointing_disable()
+        _free(accelerator.device)
+    return min(1.0, checkpointed.activations_bytes / plain.activations_bytes)
+
+
 def loop_copies(recipe: Recipe, result: ProbeResult, device: torch.device) -> int:
-    """Host copies the loop keeps: the best epoch's weights, and for nan_policy rollback the last good
-    weights and optimizer state. They live in host memory, so they count on a CPU run only."""
+    """Host copies the loop keeps: the best epoch's weights, for nan_policy rollback the last good
+    weights and optimizer state, and with train.checkpoint_async the snapshot a write holds (plus the
+    file safetensors builds from it). They live in host memory, so they count on a CPU run only."""
     if device.type != "cpu":
         return 0
     copies = result.weights_bytes
     if recipe.train.nan_policy == "rollback":
         copies += result.weights_bytes + result.optimizer_bytes
+    if recipe.train.checkpoint_async:  # a background write's snapshot and file buffer beside the steps
+        copies += (
+            result.weights_bytes + result.optimizer_bytes + max(result.weights_bytes, result.optimizer_bytes)
+        )
     return copies
 
 
