@@ -70,14 +70,19 @@ class Plan:
     auto: dict[str, Any] | None = None  # how batch_size: auto chose
     checkpointing_keeps: float | None = None  # measured share of the activations checkpointing keeps
     copies_bytes: int = 0  # the loop's host copies: best-epoch weights, nan_policy rollback state
+    snapshot_bytes: int = 0  # train.checkpoint_async: the host copy a background write holds
+    snapshot_overlaps: bool = False  # ... while training steps run (another epoch or mid-epoch checkpoints)
 
     @property
     def needed_bytes(self) -> int:
         p = self.probe
         # a checkpoint serialises the weights and the optimizer state one file at a time (safetensors
         # builds each file in memory), between steps: activations are gone by then
-        saving = p.weights_bytes + p.other_bytes + p.optimizer_bytes + max(p.weights_bytes, p.optimizer_bytes)
-        return max(p.peak_bytes, saving) + self.copies_bytes
+        file = max(p.weights_bytes, p.optimizer_bytes)
+        saving = p.weights_bytes + p.other_bytes + p.optimizer_bytes + file + self.snapshot_bytes
+        # a background write (snapshot + the file being built) beside the next steps' activations
+        training = p.peak_bytes + (self.snapshot_bytes + file if self.snapshot_overlaps else 0)
+        return max(training, saving) + self.copies_bytes
 
     def to_dict(self) -> dict[str, Any]:
         p = self.probe
@@ -86,7 +91,7 @@ class Plan:
             "memory_mb": {"weights": p.weights_bytes / MIB, "gradients": p.gradients_bytes / MIB,
                           "optimizer": p.optimizer_bytes / MIB, "activations": p.activations_bytes / MIB,
                           "other": p.other_bytes / MIB, "train_peak": p.train_peak_bytes / MIB,
-                          "eval_peak": p.eval_peak_bytes / MIB, "loop_copies": self.copies_bytes / MIB,
+                          "eval_peak": p.eval_peak_bytes / MIB, "loop_copies": self.copies_bytes / MIB, "checkpoint_snapshot": self.snapshot_bytes / MIB,
                           "needed": self.needed_bytes / MIB,
                           "available": self.available_bytes / MIB},
             "batch_size": self.batch_size, "grad_accum": self.grad_accum, "length": p.length,
@@ -303,6 +308,9 @@ def make_plan(
         run_s=times["run"], tokens_per_s=times["tokens_per_s"], truncation=truncation_stats(recipe, train_data),
         auto=auto, copies_bytes=loop_copies(recipe, result, device),
     )  # fmt: skip
+    if recipe.train.checkpoint_async and device.type == "cpu":  # on a GPU the snapshot is host memory
+        plan.snapshot_bytes = result.weights_bytes + result.optimizer_bytes
+        plan.snapshot_overlaps = recipe.train.epochs > 1 or recipe.train.checkpoint_every > 0
     if plan.needed_bytes > TIGHT_SHARE * available:  # gradient checkpointing may be recommended: measure it
         plan.checkpointing_keeps = measure_checkpointing(recipe, task, model, strategy, train_data, accelerator,
                                                          result)  # fmt: skip
@@ -336,18 +344,13 @@ def measure_checkpointing(
 
 
 def loop_copies(recipe: Recipe, result: ProbeResult, device: torch.device) -> int:
-    """Host copies the loop keeps: the best epoch's weights, for nan_policy rollback the last good
-    weights and optimizer state, and with train.checkpoint_async the snapshot a write holds (plus the
-    file safetensors builds from it). They live in host memory, so they count on a CPU run only."""
+    """Host copies the loop keeps: the best epoch's weights, and for nan_policy rollback the last good
+    weights and optimizer state. They live in host memory, so they count on a CPU run only."""
     if device.type != "cpu":
         return 0
     copies = result.weights_bytes
     if recipe.train.nan_policy == "rollback":
         copies += result.weights_bytes + result.optimizer_bytes
-    if recipe.train.checkpoint_async:  # a background write's snapshot and file buffer beside the steps
-        copies += (
-            result.weights_bytes + result.optimizer_bytes + max(result.weights_bytes, result.optimizer_bytes)
-        )
     return copies
 
 
