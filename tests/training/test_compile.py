@@ -91,3 +91,20 @@ def test_compile_that_cannot_work_is_one_line_and_leaves_no_run_directory(
     for needle in needles:
         assert needle in " ".join(result.output.split()), (needle, result.output)
     assert not (tmp_path / "runs").exists()
+
+
+def test_no_cpp_compiler_warns_once_and_trains_eagerly(
+    recipe_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import tunesmith.training.compile as compile_module
+
+    monkeypatch.delenv(BACKEND_ENV, raising=False)
+    monkeypatch.setattr(compile_module.shutil, "which", lambda name: None)
+    recipe = recipe_from_dict(dict(recipe_dict, train=dict(recipe_dict["train"], compile=True)))
+    model = torch.nn.Linear(2, 2)
+    with caplog.at_level("WARNING", logger="tunesmith.training.compile"):
+        assert compile_module.compile_for_training(recipe, model, 0) is None
+    assert "forward" not in model.__dict__, "the model must keep its eager forward"
+    assert [r.message for r in caplog.records] == [
+        "train.compile: no C++ compiler (g++/clang++) for inductor on this CPU; training eagerly"
+    ]
