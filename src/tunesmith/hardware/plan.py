@@ -324,7 +324,8 @@ def measure_checkpointing(
 ) -> float | None:  # fmt: skip
     """The share of the probe's activations left with gradient checkpointing on, from a second probe at
     the same micro-batch (checkpointing off again after it); None when the model cannot do it."""
-    base: Any = model.get_base_model() if hasattr(model, "get_base_model") else model
+    wrapped: Any = model
+    base: Any = wrapped.get_base_model() if hasattr(wrapped, "get_base_model") else wrapped
     if recipe.train.gradient_checkpointing or not getattr(base, "supports_gradient_checkpointing", False):
         return None
     if plain.activations_bytes <= 0:
