@@ -36,6 +36,8 @@ def demo_recipe(out_dir: str) -> dict[str, Any]:
         f"train.warmup_ratio={WARMUP}", f"model.max_length={MAX_LEN}", "train.class_weights=false",
         f"train.seed={SEED}", f"output.dir={out_dir}", "output.name=bench", "audit.gate=off",
         "train.early_stopping.patience=null",
+        # the Trainer does not validate before its first step: neither does the timed loop here
+        "eval.on_start=false",
     ]  # fmt: skip
     return apply_overrides(DEMO_RECIPE, overrides)
 
@@ -155,7 +157,7 @@ def main() -> None:
         "hf_test_macro_f1": round(hf["macro_f1"], 4), "tunesmith_test_macro_f1": round(ts["macro_f1"], 4),
         "tunesmith_precision": ts["precision"], "tunesmith_real_tokens_per_s": round(ts["tokens_per_s"]),
         "fraction_of_fp32_limit": round(ts["tokens_per_s"] * FLOP_PER_TOKEN / FP32_LIMIT_FLOPS, 3),
-        "target_met": ts["train_s"] <= 0.5 * hf["train_s"] and ts["macro_f1"] >= hf["macro_f1"],
+        "target_met": ts["train_s"] <= 0.45 * hf["train_s"] and ts["macro_f1"] >= hf["macro_f1"],
     }  # fmt: skip
     print(json.dumps(line))
 

@@ -159,3 +159,16 @@ def test_a_micro_batch_split_in_halves_gives_the_same_gradients(recipe_dict: dic
         model.zero_grad(set_to_none=True)
     for whole, halves in zip(*grads, strict=True):
         torch.testing.assert_close(halves, whole, rtol=1e-4, atol=1e-6)
+
+
+def test_checkpointing_share_is_measured_by_a_second_probe(recipe_dict: dict[str, Any]) -> None:
+    from tunesmith.hardware.plan import measure_checkpointing
+
+    recipe_dict["model"]["max_length"] = 64
+    recipe, (task, model, strategy, train_data, _, accelerator), (_, plan) = _plan(recipe_dict)
+    keeps = measure_checkpointing(recipe, task, model, strategy, train_data, accelerator, plan.probe)
+    assert keeps is not None and 0.0 < keeps < 1.0, keeps
+    assert not model.is_gradient_checkpointing, "the measurement must leave checkpointing off"
+    # already on in the recipe: nothing to measure
+    on = recipe.model_copy(update={"train": recipe.train.model_copy(update={"gradient_checkpointing": True})})
+    assert measure_checkpointing(on, task, model, strategy, train_data, accelerator, plan.probe) is None

@@ -195,6 +195,10 @@ class TrainConfig(Section):
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in the backward pass: less memory, about 30% more time"
     )
+    compile: bool = Field(
+        False, description="torch.compile the training forward, batch lengths padded to a few buckets "
+        "(compiles once per bucket: worth it on long GPU runs, rarely on a CPU)",
+    )  # fmt: skip
     oom_policy: Literal["retry", "stop"] = Field(
         "retry",
         description="on an out-of-memory error: retry the step with half the micro-batch and twice "
@@ -226,6 +230,9 @@ class TrainConfig(Section):
         0, ge=0, description="optimizer steps between mid-epoch checkpoints; 0 = per epoch only"
     )
     keep_checkpoints: PositiveInt = Field(2, description="most recent checkpoints kept on disk")
+    checkpoint_async: bool = Field(
+        True, description="write checkpoints in a background thread from a host copy taken at the step"
+    )
     monitor_every: PositiveInt = Field(
         50, description="optimizer steps between per-layer gradient norms and update/weight ratios"
     )

@@ -14,6 +14,7 @@ import torch
 
 from tunesmith.config.schema import Recipe, TrainConfig
 from tunesmith.errors import UserError
+from tunesmith.training.compile import check_compile
 
 HEADROOM = 0.2  # batch_size auto leaves a fifth of the memory free (fragmentation, longer eval batches)
 AUTO_PROBE_BATCH = 4  # batch_size auto measures activations per example at this micro-batch, then scales
@@ -89,6 +90,7 @@ def check_levers(recipe: Recipe, run_dir: Path, *, resume: bool) -> Recipe:
                 "checkpointing; set it to false and lower memory with a smaller train.batch_size and more "
                 "train.grad_accum, or strategy.name: lora."
             )
+    check_compile(recipe)  # train.compile
     if resume and is_auto(cfg):
         path = run_dir / "plan.json"
         if path.is_file():

@@ -42,9 +42,11 @@ log = logging.getLogger(__name__)
 PLAN_FILE = "plan.json"
 SLOW_RUN_S = 3600.0  # a run estimated above an hour gets the speed levers
 TIGHT_SHARE = 0.85  # a peak above this share of the memory there is leaves too little headroom
-# Rough effect of each lever on the measured activations (gradient checkpointing keeps one tensor per
-# block; bf16 halves most saved tensors); benchmarks/hardware.py measures the real savings.
-CHECKPOINTING_KEEPS = 0.35
+# Rough effect of bf16 on the measured activations (it halves most saved tensors); benchmarks/hardware.py
+# measures the real savings. Gradient checkpointing's share is measured by a second probe when the plan
+# recommends it (measure_checkpointing); this share (MiniLM, 16 x 128, benchmarks/hardware.py) is only
+# the fallback for a model the probe cannot run checkpointed.
+CHECKPOINTING_KEEPS = 0.58
 BF16_KEEPS = 0.55
 
 
@@ -66,15 +68,21 @@ class Plan:
     truncation: dict[str, Any] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
     auto: dict[str, Any] | None = None  # how batch_size: auto chose
+    checkpointing_keeps: float | None = None  # measured share of the activations checkpointing keeps
     copies_bytes: int = 0  # the loop's host copies: best-epoch weights, nan_policy rollback state
+    snapshot_bytes: int = 0  # train.checkpoint_async: the host copy a background write holds
+    snapshot_overlaps: bool = False  # ... while training steps run (another epoch or mid-epoch checkpoints)
 
     @property
     def needed_bytes(self) -> int:
         p = self.probe
         # a checkpoint serialises the weights and the optimizer state one file at a time (safetensors
         # builds each file in memory), between steps: activations are gone by then
-        saving = p.weights_bytes + p.other_bytes + p.optimizer_bytes + max(p.weights_bytes, p.optimizer_bytes)
-        return max(p.peak_bytes, saving) + self.copies_bytes
+        file = max(p.weights_bytes, p.optimizer_bytes)
+        saving = p.weights_bytes + p.other_bytes + p.optimizer_bytes + file + self.snapshot_bytes
+        # a background write (snapshot + the file being built) beside the next steps' activations
+        training = p.peak_bytes + (self.snapshot_bytes + file if self.snapshot_overlaps else 0)
+        return max(training, saving) + self.copies_bytes
 
     def to_dict(self) -> dict[str, Any]:
         p = self.probe
@@ -83,7 +91,7 @@ class Plan:
             "memory_mb": {"weights": p.weights_bytes / MIB, "gradients": p.gradients_bytes / MIB,
                           "optimizer": p.optimizer_bytes / MIB, "activations": p.activations_bytes / MIB,
                           "other": p.other_bytes / MIB, "train_peak": p.train_peak_bytes / MIB,
-                          "eval_peak": p.eval_peak_bytes / MIB, "loop_copies": self.copies_bytes / MIB,
+                          "eval_peak": p.eval_peak_bytes / MIB, "loop_copies": self.copies_bytes / MIB, "checkpoint_snapshot": self.snapshot_bytes / MIB,
                           "needed": self.needed_bytes / MIB,
                           "available": self.available_bytes / MIB},
             "batch_size": self.batch_size, "grad_accum": self.grad_accum, "length": p.length,
@@ -91,6 +99,7 @@ class Plan:
             "time_s": {"train_epoch": self.train_epoch_s, "validation": self.validation_s, "run": self.run_s},
             "tokens_per_s": self.tokens_per_s, "truncation": self.truncation, "auto": self.auto,
             "probe": p.to_dict(), "findings": [f.to_dict() for f in self.findings],
+            "checkpointing_keeps": self.checkpointing_keeps,
         }  # fmt: skip
 
     def lines(self) -> list[str]:
@@ -201,8 +210,9 @@ def _memory_findings(
                         {"train.batch_size": half, "train.grad_accum": cfg.grad_accum * 2},
                         fixed + p.activations_bytes * half // cfg.batch_size))  # fmt: skip
     if not cfg.gradient_checkpointing and getattr(model, "supports_gradient_checkpointing", False):
+        keeps = plan.checkpointing_keeps if plan.checkpointing_keeps is not None else CHECKPOINTING_KEEPS
         options.append(("gradient checkpointing (recomputes activations, about 30% slower)",
-                        {"train.gradient_checkpointing": True}, fixed + int(p.activations_bytes * CHECKPOINTING_KEEPS)))  # fmt: skip
+                        {"train.gradient_checkpointing": True}, fixed + int(p.activations_bytes * keeps)))  # fmt: skip
     if recipe.strategy.name == "full":
         states = p.gradients_bytes + p.optimizer_bytes
         options.append(("LoRA: gradients and optimizer state for about 1% of the weights",
@@ -298,8 +308,40 @@ def make_plan(
         run_s=times["run"], tokens_per_s=times["tokens_per_s"], truncation=truncation_stats(recipe, train_data),
         auto=auto, copies_bytes=loop_copies(recipe, result, device),
     )  # fmt: skip
+    if recipe.train.checkpoint_async and device.type == "cpu":  # on a GPU the snapshot is host memory
+        plan.snapshot_bytes = result.weights_bytes + result.optimizer_bytes
+        plan.snapshot_overlaps = recipe.train.epochs > 1 or recipe.train.checkpoint_every > 0
+    if plan.needed_bytes > TIGHT_SHARE * available:  # gradient checkpointing may be recommended: measure it
+        plan.checkpointing_keeps = measure_checkpointing(recipe, task, model, strategy, train_data, accelerator,
+                                                         result)  # fmt: skip
     plan.findings = _memory_findings(plan, recipe, model, device) + _time_findings(plan, recipe, device)
     return recipe, plan
+
+
+def measure_checkpointing(
+    recipe: Recipe, task: Task, model: torch.nn.Module, strategy: Strategy, train_data: Encoded,
+    accelerator: Accelerator, plain: ProbeResult,
+) -> float | None:  # fmt: skip
+    """The share of the probe's activations left with gradient checkpointing on, from a second probe at
+    the same micro-batch (checkpointing off again after it); None when the model cannot do it."""
+    wrapped: Any = model
+    base: Any = wrapped.get_base_model() if hasattr(wrapped, "get_base_model") else wrapped
+    if recipe.train.gradient_checkpointing or not getattr(base, "supports_gradient_checkpointing", False):
+        return None
+    if plain.activations_bytes <= 0:
+        return None
+    try:
+        enable_gradient_checkpointing(model)
+        checkpointed = probe(recipe, task, model, strategy, train_data, None, accelerator,
+                             batch_size=plain.batch_size, timed=False)  # fmt: skip
+    except Exception as exc:
+        if not is_oom(exc):
+            raise
+        return None
+    finally:
+        base.gradient_checkpointing_disable()
+        _free(accelerator.device)
+    return min(1.0, checkpointed.activations_bytes / plain.activations_bytes)
 
 
 def loop_copies(recipe: Recipe, result: ProbeResult, device: torch.device) -> int:

@@ -12,12 +12,13 @@ import os
 import random
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import _remove_duplicate_names, load_file, load_model, save_file
 
 from tunesmith.errors import UserError
 
@@ -52,7 +53,7 @@ def _optimizer_tensors(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], 
     for pid, values in state["state"].items():
         for key, value in values.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{pid}.{key}"] = value.detach().contiguous().cpu()
+                tensors[f"{pid}.{key}"] = value.detach()  # take_snapshot copies it to the host
             else:
                 plain["state"].setdefault(str(pid), {})[key] = value
     return tensors, plain
@@ -92,8 +93,23 @@ def restore_rng(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None
     random.setstate((version, tuple(internal), gauss))
 
 
-def save_checkpoint(
-    run_dir: Path,
+@dataclass
+class Snapshot:
+    """A checkpoint's content, copied to host memory at a step boundary: the live model, optimizer and
+    sums may change while it is written (in a background thread, see checkpoint_async)."""
+
+    step: int
+    tensors: dict[str, dict[str, torch.Tensor]]  # file stem -> tensors
+    model_metadata: dict[str, str] | None  # save_model's record of the tied weights it left out
+    json: dict[str, str]  # file stem -> serialised JSON
+
+
+def _host_copy(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous copies in CPU memory (`.cpu()` alone would alias a CPU tensor)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in tensors.items()}
+
+
+def take_snapshot(
     step: int,
     *,
     model: torch.nn.Module,
@@ -102,28 +118,41 @@ def save_checkpoint(
     state: dict[str, Any],
     callbacks: dict[str, Any],
     best_weights: dict[str, torch.Tensor] | None,
-    keep: int,
     task_state: dict[str, torch.Tensor] | None = None,
-) -> Path:
+) -> Snapshot:
+    """Everything a checkpoint holds, frozen now (RNG states included): JSON serialised, tensors copied."""
+    weights = model.state_dict()
+    metadata: dict[str, str] | None = None
+    for kept, removed in _remove_duplicate_names(weights).items():  # tied weights: as save_model does
+        for name in removed:
+            metadata = {**(metadata or {}), name: kept}
+            del weights[name]
+    opt_tensors, opt_plain = _optimizer_tensors(optimizer.state_dict())
+    rng_tensors, rng_plain = capture_rng()
+    tensors = {
+        "model": _host_copy(weights), "optimizer": _host_copy(opt_tensors), "rng": _host_copy(rng_tensors),
+        "task_state": _host_copy(task_state or {}),
+    }  # fmt: skip
+    if best_weights is not None:  # already a host snapshot that the loop replaces, never mutates
+        tensors["best_model"] = {k: v.contiguous() for k, v in best_weights.items()}
+    plain = {"optimizer": opt_plain, "scheduler": scheduler.state_dict(), "rng": rng_plain, "state": state,
+             "callbacks": callbacks}  # fmt: skip
+    return Snapshot(step, tensors, metadata, {k: json.dumps(v) for k, v in plain.items()})
+
+
+def write_snapshot(run_dir: Path, snapshot: Snapshot, keep: int) -> Path:
+    """Write to a temporary directory, fsync every file, manifest.json last, rename: all or nothing."""
     root = run_dir / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
+    step = snapshot.step
     tmp = root / f".tmp-step-{step}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_model(model, str(tmp / "model.safetensors"))
-    opt_tensors, opt_plain = _optimizer_tensors(optimizer.state_dict())
-    save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-    _write_json(tmp / "optimizer.json", opt_plain)
-    _write_json(tmp / "scheduler.json", scheduler.state_dict())
-    rng_tensors, rng_plain = capture_rng()
-    save_file(rng_tensors, str(tmp / "rng.safetensors"))
-    _write_json(tmp / "rng.json", rng_plain)
-    _write_json(tmp / "state.json", state)
-    _write_json(tmp / "callbacks.json", callbacks)
-    save_file({k: v.detach().contiguous().cpu() for k, v in (task_state or {}).items()},
-              str(tmp / "task_state.safetensors"))  # fmt: skip
-    if best_weights is not None:
-        save_file({k: v.contiguous() for k, v in best_weights.items()}, str(tmp / "best_model.safetensors"))
+    for stem, tensors in snapshot.tensors.items():
+        meta = snapshot.model_metadata if stem == "model" else None
+        save_file(tensors, str(tmp / f"{stem}.safetensors"), metadata=meta)
+    for stem, text in snapshot.json.items():
+        (tmp / f"{stem}.json").write_text(text)
     if os.environ.get(DELAY_ENV):
         time.sleep(float(os.environ[DELAY_ENV]))
     files = {p.name: p.stat().st_size for p in sorted(tmp.iterdir())}
@@ -139,6 +168,27 @@ def save_checkpoint(
     _fsync_dir(root)
     _prune(root, keep)
     return final
+
+
+def save_checkpoint(
+    run_dir: Path,
+    step: int,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    state: dict[str, Any],
+    callbacks: dict[str, Any],
+    best_weights: dict[str, torch.Tensor] | None,
+    keep: int,
+    task_state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Snapshot and write in the caller's thread."""
+    snapshot = take_snapshot(
+        step, model=model, optimizer=optimizer, scheduler=scheduler, state=state, callbacks=callbacks,
+        best_weights=best_weights, task_state=task_state,
+    )  # fmt: skip
+    return write_snapshot(run_dir, snapshot, keep)
 
 
 def _complete(path: Path) -> bool:

@@ -26,6 +26,8 @@ from tunesmith.tasks.base import Encoded, Evaluation, Task
 from tunesmith.training import checkpoint as ckpt
 from tunesmith.training import distributed as dist
 from tunesmith.training.callbacks.base import Callback, TrainContext
+from tunesmith.training.checkpoint_async import CheckpointWriter
+from tunesmith.training.compile import Pad, compile_for_training, pad_id, uncompile
 from tunesmith.training.microbatch import MicroBatch, MicroSteps
 from tunesmith.training.optim import scale_learning_rate
 from tunesmith.training.preemption import Preempted, PreemptionWatch
@@ -148,12 +150,14 @@ def train(
         log.info("resumed from %s (epoch %d, step %d)", resume_from, state["epoch"] + 1, state["step"])
     ctx.step, ctx.epoch = state["step"], state["epoch"]
 
+    writer = CheckpointWriter(background=cfg.checkpoint_async)  # the write runs beside the next steps
+
     def save(best_is_current: bool) -> None:
         task_state = dist.gather_sums(sums, accelerator)  # every process calls save: a collective
         if not main:
             return
         state["history_bytes"] = history.size()
-        ckpt.save_checkpoint(
+        writer.save(
             run_dir, state["step"], model=accelerator.unwrap_model(model), optimizer=optimizer,
             scheduler=scheduler, state=state, callbacks={cb.name: cb.state_dict() for cb in callbacks},
             best_weights=None if best_is_current else best_weights, keep=cfg.keep_checkpoints, task_state=task_state,
@@ -169,6 +173,7 @@ def train(
         if since is not None:
             _add_time(state, since)
             save(best_is_current=False)
+        writer.wait()
         raise Preempted(ckpt.latest_checkpoint(run_dir), state["step"])
 
     events: list[dict[str, Any]] = []
@@ -185,15 +190,16 @@ def train(
         good_state = (_rollback_snapshot(accelerator.unwrap_model(model)), _optimizer_snapshot(optimizer))
     stop_reason: str | None = None
     micro_steps = MicroSteps(task, cfg, accelerator, event)
+    pad = compile_for_training(recipe, accelerator.unwrap_model(model), pad_id(task))  # train.compile
     # The step's running sums stay on the device; they are read on logged steps only.
     zero = torch.zeros((), dtype=torch.float64, device=device)
     preempt = False
-    with PreemptionWatch() as watch, progress:
+    with PreemptionWatch() as watch, progress, writer:
         while state["epoch"] < cfg.epochs and stop_reason is None:
             epoch = state["epoch"]
             ctx.epoch = epoch
             loader = _epoch_batches(
-                batcher.batches(epoch), state["batches_done"], train_data, task, accelerator
+                batcher.batches(epoch), state["batches_done"], train_data, task, accelerator, pad
             )
             progress.start_epoch(epoch, done_steps=state["step"] - epoch * steps_per_epoch)
             window_loss, window_n, window_tokens = zero.clone(), zero.clone(), zero.clone()
@@ -314,6 +320,7 @@ def train(
             save(best_is_current=state["best_epoch"] == epoch + 1)
             if preempt and not stop_reason:
                 preempt_now(None)
+    uncompile(accelerator.unwrap_model(model))
     for cb in callbacks:
         cb.on_train_end(ctx)
     if best_weights is not None:
@@ -347,8 +354,11 @@ class _EpochBatches:
     seeds), which would shift the dropout masks of a resumed run and break bit-exact resume.
     """
 
-    def __init__(self, order: list[list[int]], data: Encoded, task: Task, accelerator: Accelerator) -> None:
+    def __init__(
+        self, order: list[list[int]], data: Encoded, task: Task, accelerator: Accelerator, pad: Pad | None
+    ) -> None:
         self.order, self.data, self.task, self.device = order, data, task, accelerator.device
+        self.pad = pad  # train.compile: lengths padded to a few buckets
 
     def __len__(self) -> int:
         return len(self.order)
@@ -356,20 +366,26 @@ class _EpochBatches:
     def __iter__(self) -> Any:
         for indices in self.order:
             batch = self.task.collate(self.data, indices)
+            batch = self.pad(batch) if self.pad else batch
             tokens = self.task.count_tokens(batch)
             index = torch.as_tensor(indices, dtype=torch.long).to(self.device, non_blocking=True)
             yield index, tokens, {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
 
 
 def _epoch_batches(
-    order: list[list[int]], done: int, data: Encoded, task: Task, accelerator: Accelerator
+    order: list[list[int]],
+    done: int,
+    data: Encoded,
+    task: Task,
+    accelerator: Accelerator,
+    pad: Pad | None = None,
 ) -> _EpochBatches:
     """Skip the `done` batches already trained on; with several processes, process i takes every n-th
     batch (the last round is padded with batches from the start so every process steps equally)."""
     n = accelerator.num_processes
     if n > 1 and len(order) % n:
         order = order + order[: n - len(order) % n]
-    return _EpochBatches(order[done + accelerator.process_index :: n], data, task, accelerator)
+    return _EpochBatches(order[done + accelerator.process_index :: n], data, task, accelerator, pad)
 
 
 def _validate(
