@@ -22,11 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from tunesmith.data.batching import LengthBucketBatcher
-from tunesmith.data.lm import IGNORE, LMRecords, encode_lm, has_chat_template, lm_records, read_lm_file
+from tunesmith.data.lm import LMRecords, encode_lm, has_chat_template, lm_records, read_lm_file
 from tunesmith.data.packing import collate_packed, collate_padded, pack
 from tunesmith.data.types import DataBundle, Split, Table
 from tunesmith.errors import UserError
@@ -35,6 +34,7 @@ from tunesmith.export import save_weights
 from tunesmith.fileio import write_text_atomic
 from tunesmith.findings import Finding
 from tunesmith.tasks.base import Encoded, Evaluation, LoadedModel, StepOutput, Task
+from tunesmith.tasks.lm_loss import loss_token_nll
 
 GENERATIONS_FILE = "generations.jsonl"
 EVAL_BATCH_CAP = 8  # a batch's logits are batch x length x vocabulary (49,152 for SmolLM2) floats
@@ -261,8 +261,7 @@ class CausalLM(Task):
     def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: torch.Tensor) -> StepOutput:
         labels = batch["labels"]
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
-        logits = model(**inputs, use_cache=False).logits
-        nll, count, correct = _token_nll(logits, labels)
+        nll, count, correct = loss_token_nll(model, inputs, labels)
         loss = nll.sum() / count.sum().clamp_min(1)
         return StepOutput(loss, {"nll": nll.detach().sum(), "count": count.sum(), "correct": correct.sum()})
 
@@ -293,9 +292,7 @@ class CausalLM(Task):
         for indices in LengthBucketBatcher(data.lengths, size, seed=0, shuffle=False).batches(0):
             batch = {k: v.to(device) for k, v in self.collate(data, indices).items()}
             inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-            per_nll, per_count, per_correct = _token_nll(
-                model(**inputs, use_cache=False).logits, batch["labels"]
-            )
+            per_nll, per_count, per_correct = loss_token_nll(model, inputs, batch["labels"])
             nll[indices], count[indices], correct[indices] = (
                 t.double().cpu().numpy() for t in (per_nll, per_count, per_correct)
             )
@@ -370,15 +367,6 @@ def _padded(ids: list[list[int]], labels: list[Any], pad: int) -> dict[str, torc
     batch = collate_padded(ids, labels, pad)
     assert batch.attention_mask is not None
     return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "labels": batch.labels}
-
-
-def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row summed next-token NLL, loss-token count and correct predictions (labels -100: no loss)."""
-    shifted, targets = logits[:, :-1, :].float(), labels[:, 1:]
-    valid = targets != IGNORE
-    nll = F.cross_entropy(shifted.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
-    correct = (shifted.argmax(-1) == targets) & valid
-    return nll.sum(1), valid.sum(1), correct.sum(1)
 
 
 def _exp(loss: float) -> float:
