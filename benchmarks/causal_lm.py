@@ -12,6 +12,7 @@ other. Prints one JSON line per comparison (packing off, packing on).
 
     pip install -e .[bench]                      # TRL (and the datasets package it needs)
     nice -n 10 python benchmarks/causal_lm.py    # both modes, both sides
+    nice -n 10 python benchmarks/causal_lm.py --train 64 --validation 16   # smaller (a loaded machine)
     python benchmarks/causal_lm.py --side trl --packing --steps 14   # one side (used internally)
 """
 
@@ -36,7 +37,10 @@ def texts() -> tuple[list[str], list[str]]:
     from tunesmith.data.lm_demo import demo_corpus
 
     corpus = demo_corpus("train")["text"].tolist()
-    return corpus[:TRAIN], corpus[TRAIN : TRAIN + VALIDATION]
+    n_train, n_val = (
+        int(os.environ.get(f"BENCH_{k}", d)) for k, d in (("TRAIN", TRAIN), ("VALIDATION", VALIDATION))
+    )
+    return corpus[:n_train], corpus[n_train : n_train + n_val]
 
 
 def validation_perplexity(model: Any, tokenizer: Any, rows: list[str]) -> float:
@@ -159,7 +163,11 @@ def main() -> None:
     parser.add_argument("--packing", action="store_true")
     parser.add_argument("--steps", type=int, default=0, help="TRL's max_steps (--side trl)")
     parser.add_argument("--modes", default="off,on", help="packing modes to compare: off, on or off,on")
+    parser.add_argument("--train", type=int, default=TRAIN, help="training reviews (steps = train / batch)")
+    parser.add_argument("--validation", type=int, default=VALIDATION, help="validation reviews")
     args = parser.parse_args()
+    os.environ.setdefault("BENCH_TRAIN", str(args.train))  # the sides read the sizes from the environment
+    os.environ.setdefault("BENCH_VALIDATION", str(args.validation))
     if args.side:
         one_side(args.side, args.packing, args.steps)
         return
@@ -171,7 +179,8 @@ def main() -> None:
         trl = measure("trl", packing, ts["steps"])
         line = {
             "benchmark": "causal_lm_vs_trl", "packing": packing,
-            "task": f"SmolLM2 LoRA r8 q/k/v/o, {TRAIN} drug reviews, {MAX_LEN} tokens, batch {BATCH}, fp32",
+            "task": f"SmolLM2 LoRA r8 q/k/v/o, {args.train} drug reviews, {MAX_LEN} tokens, batch {BATCH}, fp32",
+            "validation_reviews": args.validation,
             "steps": ts["steps"], "threads": torch.get_num_threads(),
             "trl_train_s": round(trl["train_s"], 1), "tunesmith_train_s": round(ts["train_s"], 1),
             "time_ratio": round(ts["train_s"] / trl["train_s"], 3),

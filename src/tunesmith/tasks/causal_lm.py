@@ -64,7 +64,8 @@ class LMSplit(Split):
 class CausalLM(Task):
     name = "causal-lm"
     metrics: ClassVar[dict[str, bool]] = {"perplexity": False, "loss": False, "token_accuracy": True}
-    uses_forgetting_control = False  # the retain set is general text: its perplexity is measured here
+    # the retain set is general text: its perplexity is measured here, ewc / l2sp / replay are self.callbacks
+    uses_forgetting_control = False
     default_metric = "perplexity"
     summary_columns = (("perplexity", "perplexity"), ("token_accuracy", "next-token acc."), ("loss", "loss"))
 
@@ -92,11 +93,6 @@ class CausalLM(Task):
             raise UserError(
                 "strategy.name: frozen trains only a classification head, and a causal LM has none to train "
                 "on its own; use lora (the default for causal-lm), ia3, prompt-tuning or full."
-            )
-        if r.forgetting.method != "none":
-            raise UserError(
-                f"forgetting.method: {r.forgetting.method} is not available for task: causal-lm yet; set it to "
-                "none (forgetting.retain is still measured: its perplexity before and after training)."
             )
 
     def check_model(self) -> None:
@@ -308,6 +304,14 @@ class CausalLM(Task):
         if self.retain is not None:
             self.retain_before = self._score_retain(model)
 
+    def callbacks(self, model: torch.nn.Module) -> list[Any]:
+        """forgetting.method ewc / l2sp / replay on the retain text (tunesmith.forgetting.lm)."""
+        if self.retain is None or self.recipe.forgetting.method == "none":
+            return []
+        from tunesmith.forgetting.lm import lm_callbacks
+
+        return lm_callbacks(self.recipe, model, self.encode(self.retain), self.collate_fn)
+
     def _score_retain(self, model: torch.nn.Module) -> dict[str, Any]:
         assert self.retain is not None
         device = next(model.parameters()).device
@@ -335,6 +339,7 @@ class CausalLM(Task):
             before = self.retain_before or after
             result["forgetting"] = {
                 "retain": self.recipe.forgetting.retain, "examples": len(self.retain), "metric": "perplexity",
+                "method": self.recipe.forgetting.method,
                 "before": before, "after": after,
                 "perplexity_increase": after["perplexity"] / before["perplexity"] - 1.0,
             }  # fmt: skip
