@@ -179,6 +179,7 @@ def run(
         callbacks.append(EarlyStopping(recipe.eval.metric, es.patience, es.min_delta))
     callbacks += strategy.callbacks() + (retain.callbacks if retain else []) + list(extra_callbacks or [])
     callbacks += penalty_callbacks(recipe)  # train.l1
+    callbacks += task.callbacks(accelerator.unwrap_model(model))  # causal-lm: forgetting.method
     callbacks += trackers  # last, so they log the keys the other callbacks add to each record
 
     # ---- training, evaluation of the best weights, outputs (trackers hear of a failure) ----

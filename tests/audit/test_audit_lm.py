@@ -110,7 +110,9 @@ def test_doctor_cli_on_causal_lm_data(tiny_llama: Path, tmp_path: Path) -> None:
     assert any(f["id"] == "audit.empty_responses" and f["rows"] == [4] for f in audit["findings"])
     # bad input: one line, exit 2
     for extra, words in ((["--label", "x"], "no label"), (["--text", "nope"], "no column 'nope'"),
-                         (["--fix", str(tmp_path / "fixed")], "--fix")):  # fmt: skip
+                         (["--fix", str(tmp_path)], "not empty"),
+                         (["--fix", str(tmp_path / "fixed"), "--fix-only", "label_errors"], "unknown causal-lm fix"),
+                         (["--fix-only", "encoding"], "add --fix")):  # fmt: skip
         bad = runner.invoke(app, [*args, *extra])
         assert bad.exit_code == 2 and words in bad.output, bad.output
     assert not (tmp_path / "fixed").exists()

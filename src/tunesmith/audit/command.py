@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from tunesmith.audit.fixes import DEFAULT_FIXES, FIXES, apply_fixes, check_out_dir, parse_fixes
+from tunesmith.audit.lm_fixes import DEFAULT_LM_FIXES, LM_FIXES
 from tunesmith.audit.registry import run_audit
 from tunesmith.audit.report import AuditReport
 from tunesmith.audit.terminal import render
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 
 _FIX_HELP = (
     f"comma-separated fixes to apply with --fix: {', '.join(FIXES)} "
-    f"(default: {', '.join(sorted(DEFAULT_FIXES))})"
+    f"(default: {', '.join(sorted(DEFAULT_FIXES))}); causal-lm: {', '.join(LM_FIXES)} "
+    f"(default: {', '.join(sorted(DEFAULT_LM_FIXES))})"
 )
 
 
@@ -86,7 +88,7 @@ def doctor(
 
         lm_doctor(
             train, validation, test, text=text, label=label, model=model, max_length=max_length,
-            json_out=json_out, fix=fix, quiet=quiet, train_on_prompt=train_on_prompt,
+            json_out=json_out, fix=fix, fix_only=fix_only, quiet=quiet, train_on_prompt=train_on_prompt,
         )  # fmt: skip
         return
     if task == "image-classification":  # a folder of class subfolders or a CSV (--text: its path column)

@@ -31,6 +31,7 @@ def lm_doctor(
     max_length: int,
     json_out: Path | None,
     fix: Path | None,
+    fix_only: str | None = None,
     quiet: bool,
     train_on_prompt: bool,
 ) -> None:
@@ -40,9 +41,15 @@ def lm_doctor(
         raise UserError(
             "--label: causal-lm data has no label column; drop --label (or use --task text-classification)."
         )
+    from tunesmith.audit.lm_fixes import apply_lm_fixes, parse_lm_fixes
+
+    if fix_only is not None and fix is None:
+        raise UserError("--fix-only chooses which fixes --fix applies; add --fix OUT_DIR.")
+    fixes = parse_lm_fixes(fix_only)
     if fix is not None:
-        raise UserError("--fix: cleaned copies are written for text-classification data only so far; "
-                        "drop the rows the findings name (audit.json lists them) and re-run the doctor.")  # fmt: skip
+        from tunesmith.audit.fixes import check_out_dir
+
+        check_out_dir(fix)  # before any work, so a bad --fix never leaves audit.json behind
     if json_out is not None:
         check_json_path(json_out)
     splits = load_splits({"train": train, "validation": validation, "test": test}, text)
@@ -56,6 +63,18 @@ def lm_doctor(
     if json_out is not None:
         write_json(report, json_out)
         console.print(f"audit written to {json_out}", highlight=False)
+    if fix is not None:
+        from tunesmith.data.lm import read_lm_file
+
+        paths = {"train": train, "validation": validation, "test": test}
+        files = {
+            name: (path, read_lm_file(path, name), text or "text") for name, path in paths.items() if path
+        }
+        written = apply_lm_fixes(files, report, fixes, fix)
+        changed = len(written[-1].read_text(encoding="utf-8").splitlines())
+        console.print(
+            f"{changed} rows removed or repaired; cleaned files in {written[-1].parent}", highlight=False
+        )
 
 
 def load_splits(paths: dict[str, str | None], text: str | None) -> dict[str, LMSplitRows]:

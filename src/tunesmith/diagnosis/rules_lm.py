@@ -187,6 +187,6 @@ def lm_forgetting(data: RunData) -> list[Finding]:
          "strategy": strategy, "lr": lr},  # fmt: skip
         "The model is losing the general language it started with. Move fewer weights, or move them less: "
         + ", ".join(f"{k}: {json.dumps(v)}" for k, v in patch.items())
-        + ". Mixing some general text into the training file (replay by hand) also protects it.",
+        + ". forgetting.method: ewc, l2sp or replay (general text mixed into every batch) also protects it.",
         patch,
     )]  # fmt: skip

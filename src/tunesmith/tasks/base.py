@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tunesmith.config.schema import Recipe
     from tunesmith.data.types import DataBundle, Split, Table
     from tunesmith.findings import Finding
+    from tunesmith.training.callbacks.base import Callback
 
 
 @dataclass
@@ -154,6 +155,11 @@ class Task:
     # ---- training ----
     def on_start(self, model: torch.nn.Module) -> None:
         """Measure the starting model (before training, and before a resume loads a checkpoint)."""
+
+    def callbacks(self, model: torch.nn.Module) -> list[Callback]:
+        """The task's own training callbacks, built on the starting weights (e.g. causal-lm's forgetting
+        control, when the spine's `uses_forgetting_control` does not apply)."""
+        return []
 
     def start_training(self, train: Encoded, device: torch.device) -> None:
         """Called once before the first step (e.g. loss weights from the training split)."""

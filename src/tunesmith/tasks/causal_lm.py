@@ -22,11 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 
 from tunesmith.data.batching import LengthBucketBatcher
-from tunesmith.data.lm import IGNORE, LMRecords, encode_lm, has_chat_template, lm_records, read_lm_file
+from tunesmith.data.lm import LMRecords, encode_lm, has_chat_template, lm_records, read_lm_file
 from tunesmith.data.packing import collate_packed, collate_padded, pack
 from tunesmith.data.types import DataBundle, Split, Table
 from tunesmith.errors import UserError
@@ -35,6 +34,7 @@ from tunesmith.export import save_weights
 from tunesmith.fileio import write_text_atomic
 from tunesmith.findings import Finding
 from tunesmith.tasks.base import Encoded, Evaluation, LoadedModel, StepOutput, Task
+from tunesmith.tasks.lm_loss import loss_token_nll
 
 GENERATIONS_FILE = "generations.jsonl"
 EVAL_BATCH_CAP = 8  # a batch's logits are batch x length x vocabulary (49,152 for SmolLM2) floats
@@ -64,7 +64,8 @@ class LMSplit(Split):
 class CausalLM(Task):
     name = "causal-lm"
     metrics: ClassVar[dict[str, bool]] = {"perplexity": False, "loss": False, "token_accuracy": True}
-    uses_forgetting_control = False  # the retain set is general text: its perplexity is measured here
+    # the retain set is general text: its perplexity is measured here, ewc / l2sp / replay are self.callbacks
+    uses_forgetting_control = False
     default_metric = "perplexity"
     summary_columns = (("perplexity", "perplexity"), ("token_accuracy", "next-token acc."), ("loss", "loss"))
 
@@ -92,11 +93,6 @@ class CausalLM(Task):
             raise UserError(
                 "strategy.name: frozen trains only a classification head, and a causal LM has none to train "
                 "on its own; use lora (the default for causal-lm), ia3, prompt-tuning or full."
-            )
-        if r.forgetting.method != "none":
-            raise UserError(
-                f"forgetting.method: {r.forgetting.method} is not available for task: causal-lm yet; set it to "
-                "none (forgetting.retain is still measured: its perplexity before and after training)."
             )
 
     def check_model(self) -> None:
@@ -261,8 +257,7 @@ class CausalLM(Task):
     def step(self, model: torch.nn.Module, batch: dict[str, torch.Tensor], index: torch.Tensor) -> StepOutput:
         labels = batch["labels"]
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "position_ids")}
-        logits = model(**inputs, use_cache=False).logits
-        nll, count, correct = _token_nll(logits, labels)
+        nll, count, correct = loss_token_nll(model, inputs, labels)
         loss = nll.sum() / count.sum().clamp_min(1)
         return StepOutput(loss, {"nll": nll.detach().sum(), "count": count.sum(), "correct": correct.sum()})
 
@@ -293,9 +288,7 @@ class CausalLM(Task):
         for indices in LengthBucketBatcher(data.lengths, size, seed=0, shuffle=False).batches(0):
             batch = {k: v.to(device) for k, v in self.collate(data, indices).items()}
             inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask")}
-            per_nll, per_count, per_correct = _token_nll(
-                model(**inputs, use_cache=False).logits, batch["labels"]
-            )
+            per_nll, per_count, per_correct = loss_token_nll(model, inputs, batch["labels"])
             nll[indices], count[indices], correct[indices] = (
                 t.double().cpu().numpy() for t in (per_nll, per_count, per_correct)
             )
@@ -310,6 +303,14 @@ class CausalLM(Task):
         self.start_generations = self._generate(model)
         if self.retain is not None:
             self.retain_before = self._score_retain(model)
+
+    def callbacks(self, model: torch.nn.Module) -> list[Any]:
+        """forgetting.method ewc / l2sp / replay on the retain text (tunesmith.forgetting.lm)."""
+        if self.retain is None or self.recipe.forgetting.method == "none":
+            return []
+        from tunesmith.forgetting.lm import lm_callbacks
+
+        return lm_callbacks(self.recipe, model, self.encode(self.retain), self.collate_fn)
 
     def _score_retain(self, model: torch.nn.Module) -> dict[str, Any]:
         assert self.retain is not None
@@ -338,6 +339,7 @@ class CausalLM(Task):
             before = self.retain_before or after
             result["forgetting"] = {
                 "retain": self.recipe.forgetting.retain, "examples": len(self.retain), "metric": "perplexity",
+                "method": self.recipe.forgetting.method,
                 "before": before, "after": after,
                 "perplexity_increase": after["perplexity"] / before["perplexity"] - 1.0,
             }  # fmt: skip
@@ -370,15 +372,6 @@ def _padded(ids: list[list[int]], labels: list[Any], pad: int) -> dict[str, torc
     batch = collate_padded(ids, labels, pad)
     assert batch.attention_mask is not None
     return {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "labels": batch.labels}
-
-
-def _token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-row summed next-token NLL, loss-token count and correct predictions (labels -100: no loss)."""
-    shifted, targets = logits[:, :-1, :].float(), labels[:, 1:]
-    valid = targets != IGNORE
-    nll = F.cross_entropy(shifted.transpose(1, 2), targets, ignore_index=IGNORE, reduction="none")
-    correct = (shifted.argmax(-1) == targets) & valid
-    return nll.sum(1), valid.sum(1), correct.sum(1)
 
 
 def _exp(loss: float) -> float:
