@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,16 +66,23 @@ DEFAULT_FIXES = frozenset(
 FIXES_FILE = "fixes.jsonl"
 
 
-def parse_fixes(spec: str | None) -> set[str]:
-    """'a,b' -> {"a", "b"} (validated); None -> the default fixes."""
+def parse_fixes(
+    spec: str | None,
+    known: Iterable[str] | None = None,
+    default: frozenset[str] = DEFAULT_FIXES,
+    kind: str = "",
+) -> set[str]:
+    """'a,b' -> {"a", "b"} (validated against `known`, the text-classification fixes unless given);
+    None -> `default`. `kind` names the task in the message (e.g. "causal-lm ")."""
+    names = list(FIXES if known is None else known)
     if spec is None:
-        return set(DEFAULT_FIXES)
+        return set(default)
     chosen = {part.strip().removeprefix("audit.") for part in spec.split(",") if part.strip()}
-    unknown = sorted(chosen - set(FIXES))
+    unknown = sorted(chosen - set(names))
     if unknown or not chosen:
         raise UserError(
-            f"--fix-only: unknown fix {', '.join(repr(u) for u in unknown) or '(none given)'}; "
-            f"choose from {', '.join(FIXES)} (comma-separated)."
+            f"--fix-only: unknown {kind}fix {', '.join(repr(u) for u in unknown) or '(none given)'}; "
+            f"choose from {', '.join(names)} (comma-separated)."
         )
     return chosen
 

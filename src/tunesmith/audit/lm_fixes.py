@@ -26,9 +26,8 @@ import pandas as pd
 
 from tunesmith.audit.checks.artifacts import unquote
 from tunesmith.audit.checks.encoding import repair
-from tunesmith.audit.fixes import FIXES_FILE, Fix, _write_frame, _write_text, check_out_dir
+from tunesmith.audit.fixes import FIXES_FILE, Fix, _write_frame, _write_text, check_out_dir, parse_fixes
 from tunesmith.audit.report import AuditReport
-from tunesmith.errors import UserError
 
 LM_FIXES: dict[str, Fix] = {
     "exact_duplicates": Fix(("audit.exact_duplicates",), "remove", "repeats an earlier example"),
@@ -52,16 +51,7 @@ REPAIRS: dict[str, Callable[[str], str]] = {"encoding": repair, "quotes": unquot
 
 def parse_lm_fixes(spec: str | None) -> set[str]:
     """'a,b' -> {"a", "b"} (validated); None -> the default fixes."""
-    if spec is None:
-        return set(DEFAULT_LM_FIXES)
-    chosen = {part.strip().removeprefix("audit.") for part in spec.split(",") if part.strip()}
-    unknown = sorted(chosen - set(LM_FIXES))
-    if unknown or not chosen:
-        raise UserError(
-            f"--fix-only: unknown causal-lm fix {', '.join(repr(u) for u in unknown) or '(none given)'}; "
-            f"choose from {', '.join(LM_FIXES)} (comma-separated)."
-        )
-    return chosen
+    return parse_fixes(spec, LM_FIXES, DEFAULT_LM_FIXES, "causal-lm ")
 
 
 def apply_lm_fixes(

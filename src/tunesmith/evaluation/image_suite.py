@@ -218,7 +218,7 @@ def evaluate_image_run(
     """`tunesmith evaluate RUN_DIR` on an image run: its test (else validation) images, or --data."""
     import shutil
 
-    from tunesmith.evaluation.suite.command import _check_out, _labels, _own_split, _update_run
+    from tunesmith.evaluation.suite.command import _check_out, _labels, _own_split, _update_run, publish
     from tunesmith.evaluation.suite.context import sample
     from tunesmith.evaluation.suite.suite import resolve_checks
     from tunesmith.predict import find_model_dir
@@ -255,13 +255,7 @@ def evaluate_image_run(
         (tmp / "model").mkdir(parents=True)  # calibration writes here; the run's model/ stays as it is
     summary, findings = run_image_suite(tmp, run_dir if in_run else tmp, recipe.eval, names, loaded, eval_set,
                                         validation, seed)  # fmt: skip
-    shutil.rmtree(tmp / "model", ignore_errors=True)
-    write_json(tmp / "summary.json", summary)
-    write_json(tmp / "findings.json", [f.to_dict() for f in findings])
-    target.mkdir(parents=True, exist_ok=True)
-    for path in tmp.iterdir():
-        path.replace(target / path.name)
-    tmp.rmdir()
+    publish(tmp, target, summary, findings)
     if in_run:
         _update_run(run_dir, summary, findings)
     return summary, findings, target

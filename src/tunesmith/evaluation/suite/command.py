@@ -108,6 +108,18 @@ def _check_out(out: Path, run_dir: Path) -> None:
                             "directory.")  # fmt: skip
 
 
+def publish(tmp: Path, target: Path, summary: dict[str, Any], findings: list[Finding]) -> None:
+    """Move an evaluation written under `tmp` into `target` with its summary and findings: a failure
+    before this point leaves `target` as it was."""
+    shutil.rmtree(tmp / "model", ignore_errors=True)  # --out: the calibration written there is not kept
+    write_json(tmp / "summary.json", summary)
+    write_json(tmp / "findings.json", [f.to_dict() for f in findings])
+    target.mkdir(parents=True, exist_ok=True)
+    for path in tmp.iterdir():
+        path.replace(target / path.name)
+    tmp.rmdir()
+
+
 def evaluate_run(
     run_dir: Path, *, data: Path | None = None, text: str | None = None, label: str | None = None,
     group: str | None = None, only: list[str] | None = None, out: Path | None = None,
@@ -170,13 +182,7 @@ def evaluate_run(
     if not in_run:
         (tmp / "model").mkdir(parents=True)  # calibration writes here; the run's model/ stays as it is
     summary, findings = run_checks(ctx, names, tmp)
-    shutil.rmtree(tmp / "model", ignore_errors=True)
-    write_json(tmp / "summary.json", summary)
-    write_json(tmp / "findings.json", [f.to_dict() for f in findings])
-    target.mkdir(parents=True, exist_ok=True)
-    for path in tmp.iterdir():
-        path.replace(target / path.name)
-    tmp.rmdir()
+    publish(tmp, target, summary, findings)
     if in_run:
         _update_run(run_dir, summary, findings)
         steps = int(json.loads((run_dir / "metrics.json").read_text(encoding="utf-8")).get("steps") or 0)
