@@ -102,12 +102,25 @@ def apply_fixes(tables: dict[str, Table], report: AuditReport, fixes: set[str], 
     if unknown:
         raise UserError(f"unknown fix {', '.join(unknown)}; choose from {', '.join(FIXES)}.")
     out_dir = check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     records = _plan(tables, report, fixes)
+    lines = [rec for name in tables for _, rec in sorted(records.get(name, {}).items())]
+    return publish_fixed(
+        out_dir,
+        lambda tmp: [_write_split(table, records.get(name, {}), tmp) for name, table in tables.items()],
+        lines,
+    )
+
+
+def publish_fixed(
+    out_dir: Path, write: Callable[[Path], list[str]], lines: list[dict[str, Any]]
+) -> list[Path]:
+    """Build the --fix directory in a temporary sibling (`write(tmp)` writes the cleaned files and returns
+    their names; `lines` go to fixes.jsonl) and rename it into place: a failure leaves nothing behind.
+    `out_dir` is new or empty (check_out_dir). Returns the paths written."""
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
     try:
-        names = [_write_split(table, records.get(name, {}), tmp) for name, table in tables.items()]
-        lines = [rec for name in tables for _, rec in sorted(records.get(name, {}).items())]
+        names = write(tmp)
         _write_text(tmp / FIXES_FILE, "".join(json.dumps(rec, ensure_ascii=False) + "\n" for rec in lines))
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; an output directory is ordinarily readable
         if out_dir.exists():

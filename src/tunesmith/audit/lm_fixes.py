@@ -15,9 +15,6 @@ request (--fix-only): near duplicates and near leakage, quoted texts, and exampl
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,7 @@ import pandas as pd
 
 from tunesmith.audit.checks.artifacts import unquote
 from tunesmith.audit.checks.encoding import repair
-from tunesmith.audit.fixes import FIXES_FILE, Fix, _write_frame, _write_text, check_out_dir, parse_fixes
+from tunesmith.audit.fixes import Fix, _write_frame, check_out_dir, parse_fixes, publish_fixed
 from tunesmith.audit.report import AuditReport
 
 LM_FIXES: dict[str, Fix] = {
@@ -59,25 +56,18 @@ def apply_lm_fixes(
 ) -> list[Path]:
     """files: split -> (path, the frame as read, its text column for text data); returns the paths written."""
     out_dir = check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     plans = {name: _plan(name, frame, text, report, fixes) for name, (_, frame, text) in files.items()}
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
+
+    def write(tmp: Path) -> list[str]:
         names = []
         for name, (path, frame, _) in files.items():
             suffix = Path(path).suffix.lower() or ".jsonl"
             names.append(f"{name}{suffix}")
             _write_frame(_cleaned(frame, plans[name]), tmp / names[-1], suffix)
-        lines = [plans[name][pos]["record"] for name in files for pos in sorted(plans[name])]
-        _write_text(tmp / FIXES_FILE, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in lines))
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private; an output directory is ordinarily readable
-        if out_dir.exists():
-            out_dir.rmdir()  # empty (checked above); rename cannot replace a directory portably
-        os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return [out_dir / name for name in [*names, FIXES_FILE]]
+        return names
+
+    lines = [plans[name][pos]["record"] for name in files for pos in sorted(plans[name])]
+    return publish_fixed(out_dir, write, lines)
 
 
 def _plan(
