@@ -13,15 +13,14 @@ that is still the freshly loaded start, so they are the same).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from tunesmith.forgetting.penalties import Penalty, importance
+from tunesmith.forgetting.replay import replay_draw
 from tunesmith.tasks.base import Encoded
 from tunesmith.tasks.lm_loss import loss_token_nll
 from tunesmith.training.callbacks.base import Callback, TrainContext
@@ -88,10 +87,9 @@ class LMReplay(Callback):
 
     def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         size = len(batch["input_ids"])
-        k = min(len(self.data), max(1, math.ceil(self.fraction * size)))
-        rng = np.random.default_rng([self.seed, ctx.step, self.micro])
+        idx = replay_draw(size, len(self.data), self.fraction, [self.seed, ctx.step, self.micro])
+        k = len(idx)
         self.micro += 1
-        idx = rng.choice(len(self.data), size=k, replace=False).tolist()
         device = batch["input_ids"].device
         replay = self.collate([self.data.input_ids[i] for i in idx], [self.data.labels[i] for i in idx])
         loss = _nll(ctx.accelerator.unwrap_model(ctx.model), {key: v.to(device) for key, v in replay.items()})

@@ -14,6 +14,14 @@ from tunesmith.forgetting.retain import RetainHead
 from tunesmith.training.callbacks.base import Callback, TrainContext
 
 
+def replay_draw(size: int, available: int, fraction: float, seed: list[int]) -> list[int]:
+    """Positions of the retain examples replayed beside a micro-batch of `size`: ceil(fraction * size), at
+    least 1 and at most `available`, drawn without replacement from a generator seeded by `seed` (the run's
+    seed, the optimizer step and the micro-batch within it), so a resumed run draws the same ones."""
+    k = min(available, max(1, math.ceil(fraction * size)))
+    return np.random.default_rng(seed).choice(available, size=k, replace=False).tolist()  # type: ignore[no-any-return]
+
+
 class Replay(Callback):
     name = "replay"
 
@@ -27,10 +35,9 @@ class Replay(Callback):
 
     def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         size = len(batch["input_ids"])
-        k = min(len(self.data), max(1, math.ceil(self.fraction * size)))
-        rng = np.random.default_rng([self.seed, ctx.step, self.micro])
+        idx = replay_draw(size, len(self.data), self.fraction, [self.seed, ctx.step, self.micro])
+        k = len(idx)
         self.micro += 1
-        idx = rng.choice(len(self.data), size=k, replace=False).tolist()
         device = batch["input_ids"].device
         replay = {key: v.to(device) for key, v in self.collate([self.data.input_ids[i] for i in idx],
                                                                 [self.data.labels[i] for i in idx]).items()}  # fmt: skip
