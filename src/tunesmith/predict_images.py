@@ -34,12 +34,20 @@ class ImageModel:
 
 
 def load_image_run(model_dir: Path) -> ImageModel:
-    """The trained classifier in model/ (plain weights: lora runs are saved merged) in eval mode."""
+    """The trained classifier in model/ in eval mode (lora runs are saved merged; bottleneck adapters are
+    put back on the saved weights from model/adapter/)."""
     from tunesmith.export import _labels
+    from tunesmith.strategies import adapter as bottleneck
 
     labels = _labels(model_dir)
     info = model_info(model_dir, None)
     model = load_image_classifier(model_dir, labels, seed=0, image_size=info.image_size)
+    adapter_config = model_dir / "adapter" / "adapter_config.json"
+    if (
+        adapter_config.exists()
+        and json.loads(adapter_config.read_text()).get("adapter_type") == bottleneck.ADAPTER_TYPE
+    ):
+        model = bottleneck.load_adapter(model, model_dir / "adapter")
     return ImageModel(model.eval(), info, labels, model_dir)
 
 

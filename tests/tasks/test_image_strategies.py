@@ -182,3 +182,70 @@ def test_block_discovery_on_vision_backbones(kind: str, tiny_resnet: Path) -> No
     head = {n for n, _ in model.classifier.named_parameters(prefix="classifier")}
     assert head <= trainable  # the head (and a final norm above the blocks)
     assert all(blocks.block_of(n) == len(blocks.layers) for n in trainable)
+
+
+def _adapter_size(channels: list[int], size: int) -> int:
+    """A 1x1-conv bottleneck per block: down (c x s + s) and up (s x c + c), s = min(size, c)."""
+    return sum(2 * c * min(size, c) + min(size, c) + c for c in channels)
+
+
+def test_adapter_on_efficientnet_follows_every_block_as_an_identity_and_trains_alone() -> None:
+    model = efficientnet()
+    blocks = [m for n, m in model.named_modules() if n.count(".") == 4 and n.startswith("backbone.layers.")]
+    channels = [int(b._block_args.output_filters) for b in blocks]
+    norms = sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters())
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
+    model.eval()
+    with torch.no_grad():
+        before = model(pixel_values=x).logits
+    prepared = get_strategy(StrategyConfig(name="adapter", size=8)).prepare(model)
+    assert len(blocks) == 16 and all(hasattr(b, "adapter") for b in blocks)  # every MBConv block
+    assert _trainable(prepared) == _adapter_size(channels, 8) + norms + _head_size(model)
+    with torch.no_grad():
+        assert torch.equal(prepared(pixel_values=x).logits, before)  # a new adapter is the identity
+    optimizer = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(4):  # eval mode: no dropout / drop-connect, batch-norm statistics fixed
+        loss = nn.functional.cross_entropy(prepared(pixel_values=x).logits, y)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    assert losses[-1] < losses[0]
+    after = prepared.state_dict()
+    convs = [k for k in base if k.endswith("conv.weight") and not k.startswith("classifier.")]
+    assert convs and all(after[k].equal(base[k]) for k in convs)  # the convolutions stay frozen
+
+
+def test_adapter_image_run_saves_a_plain_base_and_reloads_to_the_same_predictions(
+    tmp_path: Path, tiny_resnet: Path
+) -> None:
+    from tunesmith.predict_images import predict_images
+
+    train = write_images(tmp_path / "images", n=8)
+    quick = {"audit": {"gate": "off"}, "strategy": {"name": "adapter", "size": 4}, "eval": {"suite": []}}
+    result = run(
+        recipe_from_dict(_recipe(tmp_path, tiny_resnet, train, "adapter", lr=2e-2) | quick), quiet=True
+    )
+    model_dir = result.run_dir / "model"
+    config = json.loads((model_dir / "adapter" / "adapter_config.json").read_text())
+    assert config["channels"] == {
+        "resnet.encoder.stages.0.layers.0": 8,
+        "resnet.encoder.stages.1.layers.0": 16,
+    }
+    start = load_file(str(tiny_resnet / "model.safetensors"))
+    saved = load_file(str(model_dir / "model.safetensors"))
+    assert saved.keys() == start.keys()  # the base without adapters: a plain ResNet
+    convs = [k for k in start if k.startswith("resnet.") and k.endswith("convolution.weight")]
+    assert convs and all(saved[k].equal(start[k]) for k in convs)
+    adapter = load_file(str(model_dir / "adapter" / "adapter_model.safetensors"))
+    assert any(".adapter.up." in k and v.abs().sum() > 0 for k, v in adapter.items())  # it trained
+    rows = [
+        json.loads(line)
+        for line in (result.run_dir / "predictions" / "validation.jsonl").read_text().splitlines()
+    ]
+    predicted = predict_images(model_dir, [r["text"] for r in rows], calibrated=False)
+    for row, again in zip(rows, predicted, strict=True):
+        reloaded = [again["probs"][label] for label in ("marked", "plain")]
+        assert reloaded == pytest.approx(row["probs"], abs=1e-4)

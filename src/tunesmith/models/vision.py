@@ -125,10 +125,13 @@ class EfficientNetClassifier(nn.Module):
         features = self.backbone(pixel_values).pooler_output
         return ImageClassifierOutput(logits=self.classifier(self.dropout(features)))
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+        """config.json and the weights (`state`, default the whole state dict) as safetensors."""
         folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(folder / "model.safetensors"))  # fmt: skip
+        state = self.state_dict() if state is None else state
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in state.items()}, str(folder / "model.safetensors")
+        )
         (folder / "config.json").write_text(json.dumps(self.settings, indent=2) + "\n")
 
 

@@ -3,6 +3,7 @@
 An adapter is a child module of the output projection it follows, added to that projection's output by a
 forward hook: parameter names of the base model do not change, so the base weights load as usual and the
 adapter's own weights (with the layer norms and the head that train beside them) are saved on their own.
+On a CNN image classifier the adapters are 1x1 convolutions after each block (tunesmith.strategies.vision_adapter).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from tunesmith.errors import UserError
 from tunesmith.strategies.base import Strategy
 from tunesmith.strategies.blocks import find_blocks
 from tunesmith.strategies.options import Options, parse_options
+from tunesmith.strategies.vision_adapter import cnn_block_names, output_channels
+from tunesmith.strategies.vision_peft import is_image_model
 
 ADAPTER_TYPE = "tunesmith-bottleneck"
 # Output projections of the attention and feed-forward sublayers: BERT, GPT-2, Llama, DistilBERT, BART/OPT.
@@ -44,16 +47,22 @@ class AdapterOptions(Options):
 
 
 class Bottleneck(nn.Module):
-    """x -> x + up(act(down(x))); `up` starts at zero, so a new adapter is the identity."""
+    """x -> x + up(act(down(x))); `up` starts at zero, so a new adapter is the identity. With `conv`, down and
+    up are 1x1 convolutions over the channels of a [B, C, H, W] feature map (a residual adapter)."""
 
-    def __init__(self, width: int, size: int, activation: str) -> None:
+    def __init__(self, width: int, size: int, activation: str, conv: bool = False) -> None:
         super().__init__()
-        self.down, self.up = nn.Linear(width, size), nn.Linear(size, width)
+        self.down: nn.Linear | nn.Conv2d
+        self.up: nn.Linear | nn.Conv2d
+        if conv:
+            self.down, self.up = nn.Conv2d(width, size, 1), nn.Conv2d(size, width, 1)
+        else:
+            self.down, self.up = nn.Linear(width, size), nn.Linear(size, width)
         self.act = {"gelu": nn.GELU(), "relu": nn.ReLU(), "tanh": nn.Tanh()}[activation]
         nn.init.normal_(self.down.weight, std=1e-2)
-        nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        for bias in (self.down.bias, self.up.bias):
+            nn.init.zeros_(bias)  # type: ignore[arg-type]  # always present: both layers are built with bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.up(self.act(self.down(x)))
@@ -82,6 +91,17 @@ def find_targets(model: nn.Module, suffixes: list[str] | None) -> list[str]:
     return sorted(attention + feedforward)
 
 
+def plan_targets(model: nn.Module, suffixes: list[str] | None) -> tuple[list[str], dict[str, int] | None]:
+    """The modules adapters follow, and for a CNN their output channels (None: Linear adapters)."""
+    try:
+        return find_targets(model, suffixes), None  # text models, vision transformers, named targets
+    except UserError:
+        if suffixes or not is_image_model(model):
+            raise
+    names = cnn_block_names(model)  # a CNN: a residual adapter after every block
+    return names, output_channels(model, names)
+
+
 def _width(module: nn.Module) -> int:
     weight = getattr(module, "weight", None)
     if isinstance(module, nn.Linear):
@@ -91,13 +111,23 @@ def _width(module: nn.Module) -> int:
     raise UserError(f"strategy.targets: {type(module).__name__} has no output width; target Linear layers.")
 
 
-def inject(model: nn.Module, targets: list[str], size: int, activation: str) -> None:
+def inject(
+    model: nn.Module, targets: list[str], size: int, activation: str, channels: dict[str, int] | None = None
+) -> None:
+    """Adapters after `targets`: Linear ones, or with `channels` 1x1-conv ones (at most as wide as the map)."""
     modules = dict(model.named_modules())
     for name in targets:
         module = modules[name]
-        module.add_module("adapter", Bottleneck(_width(module), size, activation))
+        if channels is None:
+            adapter = Bottleneck(_width(module), size, activation)
+        else:
+            adapter = Bottleneck(channels[name], min(size, channels[name]), activation, conv=True)
+        module.add_module("adapter", adapter)
         module.register_forward_hook(_add_adapter)
-    model._tunesmith_adapter = {"size": size, "activation": activation, "targets": targets}  # type: ignore[assignment]
+    config: dict[str, Any] = {"size": size, "activation": activation, "targets": targets}
+    if channels is not None:
+        config["channels"] = channels
+    model._tunesmith_adapter = config  # type: ignore[assignment]
 
 
 def is_adapted(model: nn.Module) -> bool:
@@ -115,7 +145,7 @@ def save_adapter(model: nn.Module, out_dir: Path, base: str | None = None) -> No
 
 def load_adapter(model: nn.Module, adapter_dir: Path) -> nn.Module:
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    inject(model, config["targets"], config["size"], config["activation"])
+    inject(model, config["targets"], config["size"], config["activation"], config.get("channels"))
     weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
     missing_from_model = set(weights) - set(model.state_dict())
     if missing_from_model:
@@ -139,11 +169,12 @@ class AdapterStrategy(Strategy):
     def prepare(self, model: torch.nn.Module) -> torch.nn.Module:
         o = self.options
         blocks = find_blocks(model)
-        inject(model, find_targets(model, o.targets), o.size, o.activation)
+        targets, channels = plan_targets(model, o.targets)
+        inject(model, targets, o.size, o.activation, channels)
+        # on images batch norm counts as a norm too (its statistics follow the data when its weights train)
+        kinds = (nn.LayerNorm, nn.modules.batchnorm._BatchNorm) if is_image_model(model) else nn.LayerNorm
         norms = (
-            {f"{n}." for n, m in model.named_modules() if isinstance(m, nn.LayerNorm)}
-            if o.layer_norms
-            else set()
+            {f"{n}." for n, m in model.named_modules() if isinstance(m, kinds)} if o.layer_norms else set()
         )
         for name, p in model.named_parameters():
             head = not name.startswith(blocks.backbone_prefix + ".")

@@ -33,6 +33,7 @@ from tunesmith.models.vision import (
 )
 from tunesmith.report import images as image_section
 from tunesmith.report.extras import register_section
+from tunesmith.strategies import adapter as bottleneck
 from tunesmith.strategies.vision_peft import merged_copy
 from tunesmith.tasks.base import Encoded, LoadedModel
 from tunesmith.tasks.text_classification import TextClassification
@@ -40,9 +41,10 @@ from tunesmith.tasks.text_classification import TextClassification
 register_section(image_section.SECTION, image_section.render, title=image_section.TITLE)
 
 
-# lora: PEFT on the backbone's convolutions / attention (tunesmith.strategies.vision_peft), saved merged.
-# ia3 / prompt tuning / adapter / setfit are built around text transformers' projections or a tokenizer.
-IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora")
+# lora: PEFT on the backbone's convolutions / attention (tunesmith.strategies.vision_peft), saved merged;
+# adapter: bottleneck adapters (1x1-conv residual adapters on a CNN), saved beside the base weights.
+# ia3 / prompt tuning / setfit are built around text transformers' projections or a tokenizer.
+IMAGE_STRATEGIES = ("frozen", "full", "discriminative", "progressive", "lora", "adapter")
 
 
 class ImageClassification(TextClassification):
@@ -146,18 +148,24 @@ class ImageClassification(TextClassification):
         return image_evaluation(run_dir, self, model)
 
     def save(self, run_dir: Path, model: torch.nn.Module, metrics: dict[str, Any]) -> Path:
-        """model/: safetensors weights, config.json (+ preprocessor_config.json), labels.json, a model card."""
+        """model/: safetensors weights, config.json (+ preprocessor_config.json), labels.json, a model card.
+        lora and adapter runs also write model/adapter/; adapters (which cannot be folded into weights) are
+        left out of model/'s weights and put back on load (tunesmith.predict_images.load_image_run)."""
         assert self.info is not None
         final, tmp = run_dir / "model", run_dir / ".model.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(model, PeftModel):  # lora: the adapter on its own, and a merged plain model beside it
             model.save_pretrained(str(tmp / "adapter"), safe_serialization=True)
             model = merged_copy(model)
+        state = None
+        if bottleneck.is_adapted(model):
+            bottleneck.save_adapter(model, tmp / "adapter", base=self.recipe.model.name)
+            state = {k: v for k, v in model.state_dict().items() if ".adapter." not in k}
         save = getattr(model, "save", None)
         if callable(save):  # EfficientNetClassifier
-            save(tmp)
+            save(tmp, state)
         else:
-            model.save_pretrained(tmp, safe_serialization=True)  # type: ignore[operator]
+            model.save_pretrained(tmp, state_dict=state, safe_serialization=True)  # type: ignore[operator]
         labels = metrics["labels"]
         (tmp / "preprocessor_config.json").write_text(json.dumps({
             "image_processor_type": "ViTImageProcessor", "do_resize": True, "size": self.info.image_size,
