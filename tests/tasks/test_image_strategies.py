@@ -71,6 +71,19 @@ def _trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _losses_over_steps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 4) -> list[float]:
+    """AdamW (lr 1e-2) steps on the trainable parameters; the loss before each step."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(steps):
+        loss = nn.functional.cross_entropy(model(pixel_values=x).logits, y)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return losses
+
+
 def test_lora_targets_efficientnet_pointwise_convolutions_and_keeps_the_base(tmp_path: Path) -> None:
     model = efficientnet()
     expected = _lora_size(model, nn.Conv2d, 4, "backbone.layers.")
@@ -84,16 +97,9 @@ def test_lora_targets_efficientnet_pointwise_convolutions_and_keeps_the_base(tmp
                and hasattr(m, "lora_A")]  # fmt: skip
     assert adapted and not any("_depthwise_conv.lora_A" in n for n, _ in wrapped.named_modules())
     assert depthwise > 0
-    optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], lr=1e-2)
     x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 0, 1])
     wrapped.eval()  # no dropout / drop-connect: a loss that must fall step by step
-    losses = []
-    for _ in range(4):
-        loss = nn.functional.cross_entropy(wrapped(pixel_values=x).logits, y)
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    losses = _losses_over_steps(wrapped, x, y)
     assert losses[-1] < losses[0]
     inner = wrapped.get_base_model()  # type: ignore[operator]
     after = {k.replace(".base_layer", ""): v for k, v in inner.state_dict().items() if "lora_" not in k}
@@ -204,14 +210,7 @@ def test_adapter_on_efficientnet_follows_every_block_as_an_identity_and_trains_a
     assert _trainable(prepared) == _adapter_size(channels, 8) + norms + _head_size(model)
     with torch.no_grad():
         assert torch.equal(prepared(pixel_values=x).logits, before)  # a new adapter is the identity
-    optimizer = torch.optim.AdamW([p for p in prepared.parameters() if p.requires_grad], lr=1e-2)
-    losses = []
-    for _ in range(4):  # eval mode: no dropout / drop-connect, batch-norm statistics fixed
-        loss = nn.functional.cross_entropy(prepared(pixel_values=x).logits, y)
-        losses.append(loss.item())
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
+    losses = _losses_over_steps(prepared, x, y)  # eval mode: no dropout, batch-norm statistics fixed
     assert losses[-1] < losses[0]
     after = prepared.state_dict()
     convs = [k for k in base if k.endswith("conv.weight") and not k.startswith("classifier.")]
