@@ -248,3 +248,8 @@ def test_adapter_image_run_saves_a_plain_base_and_reloads_to_the_same_prediction
     for row, again in zip(rows, predicted, strict=True):
         reloaded = [again["probs"][label] for label in ("marked", "plain")]
         assert reloaded == pytest.approx(row["probs"], abs=1e-4)
+
+
+def test_adapter_names_a_missing_image_target() -> None:
+    with pytest.raises(UserError, match="no module in the transformer blocks ends with nope"):
+        get_strategy(StrategyConfig(name="adapter", targets=["nope"])).prepare(efficientnet())
