@@ -10,7 +10,7 @@ its own process so peak memory (max RSS) is its own. A run of a few seconds vari
 to the next on a shared CPU, so full and the plain loop run alternately `--repeats` times and the comparison
 uses each side's median (every time is printed). Prints one JSON line per benchmark, then a summary.
 
-    python benchmarks/vision.py [--per-class 60] [--image-size 32] [--epochs 2] [--repeats 5]
+    python benchmarks/vision.py [--per-class 200] [--image-size 32] [--epochs 2] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def side(name: str, data: Path, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5, help="alternating runs of full and the plain loop")
