@@ -7,7 +7,11 @@ the same work on both sides: Trainer.train() and tunesmith's training loop (`tra
 Each side runs in its own process so peak memory (max RSS) is its own. Prints one JSON line.
 
     python benchmarks/vs_hf_trainer.py            # both, then the comparison line
+    python benchmarks/vs_hf_trainer.py --trainer-bf16  # the Trainer with bf16=True (CPU autocast) too
     python benchmarks/vs_hf_trainer.py --side hf  # one side only (used internally)
+
+tunesmith runs at `train.precision: auto` (bf16 on CPUs with AVX512-BF16 or AMX, else fp32, as `make demo`);
+the stock Trainer runs fp32 unless `--trainer-bf16`, which compares like with like on bf16 hardware.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def run_tunesmith(out_dir: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def run_hf(out_dir: str) -> dict[str, Any]:
+def run_hf(out_dir: str, bf16: bool) -> dict[str, Any]:
     import numpy as np
     import torch
     from sklearn.metrics import f1_score
@@ -107,7 +111,7 @@ def run_hf(out_dir: str) -> dict[str, Any]:
         output_dir=out_dir, num_train_epochs=EPOCHS, per_device_train_batch_size=BATCH, learning_rate=LR,
         weight_decay=WD, warmup_steps=WARMUP, eval_strategy="epoch", save_strategy="epoch", save_total_limit=2,
         load_best_model_at_end=True, metric_for_best_model="macro_f1", greater_is_better=True, report_to=[],
-        seed=SEED, logging_strategy="no", use_cpu=not torch.cuda.is_available(), disable_tqdm=True,
+        seed=SEED, logging_strategy="no", use_cpu=not torch.cuda.is_available(), disable_tqdm=True, bf16=bf16,
     )  # fmt: skip
 
     def macro_f1(prediction: Any) -> dict[str, float]:
@@ -121,20 +125,24 @@ def run_hf(out_dir: str) -> dict[str, Any]:
     train_s = time.perf_counter() - start
     logits = trainer.predict(test).predictions
     f1 = f1_score(bundle.test.labels, np.asarray(logits).argmax(-1), average="macro")
-    return {"train_s": train_s, "wall_s": train_s, "macro_f1": float(f1)}
+    return {
+        "train_s": train_s,
+        "wall_s": train_s,
+        "macro_f1": float(f1),
+        "precision": "bf16" if bf16 else "fp32",
+    }
 
 
-def one_side(side: str) -> None:
+def one_side(side: str, trainer_bf16: bool) -> None:
     with tempfile.TemporaryDirectory() as out_dir:
-        result = run_tunesmith(out_dir) if side == "tunesmith" else run_hf(out_dir)
+        result = run_tunesmith(out_dir) if side == "tunesmith" else run_hf(out_dir, trainer_bf16)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def measure(side: str) -> dict[str, Any]:
-    done = subprocess.run(
-        [sys.executable, __file__, "--side", side], capture_output=True, text=True, env=os.environ.copy()
-    )
+def measure(side: str, trainer_bf16: bool) -> dict[str, Any]:
+    command = [sys.executable, __file__, "--side", side] + (["--trainer-bf16"] if trainer_bf16 else [])
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode != 0 or not lines:
         raise SystemExit(f"{side} failed:\n{done.stdout}\n{done.stderr}")
@@ -144,18 +152,19 @@ def measure(side: str) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--side", choices=["hf", "tunesmith"])
-    side = parser.parse_args().side
-    if side:
-        one_side(side)
+    parser.add_argument("--trainer-bf16", action="store_true", help="the Trainer with bf16=True")
+    args = parser.parse_args()
+    if args.side:
+        one_side(args.side, args.trainer_bf16)
         return
-    hf, ts = measure("hf"), measure("tunesmith")
+    hf, ts = measure("hf", args.trainer_bf16), measure("tunesmith", args.trainer_bf16)
     line = {
         "benchmark": "vs_hf_trainer", "task": "drug-review rating, MiniLM, 3 epochs, batch 16, lr 5e-5",
         "hf_train_s": round(hf["train_s"], 1), "tunesmith_train_s": round(ts["train_s"], 1),
         "time_ratio": round(ts["train_s"] / hf["train_s"], 3), "tunesmith_steps_only_s": round(ts["step_s"], 1),
         "hf_peak_rss_mb": round(hf["peak_rss_mb"]), "tunesmith_peak_rss_mb": round(ts["peak_rss_mb"]),
         "hf_test_macro_f1": round(hf["macro_f1"], 4), "tunesmith_test_macro_f1": round(ts["macro_f1"], 4),
-        "tunesmith_precision": ts["precision"], "tunesmith_real_tokens_per_s": round(ts["tokens_per_s"]),
+        "hf_precision": hf["precision"], "tunesmith_precision": ts["precision"], "tunesmith_real_tokens_per_s": round(ts["tokens_per_s"]),
         "fraction_of_fp32_limit": round(ts["tokens_per_s"] * FLOP_PER_TOKEN / FP32_LIMIT_FLOPS, 3),
         "target_met": ts["train_s"] <= 0.45 * hf["train_s"] and ts["macro_f1"] >= hf["macro_f1"],
     }  # fmt: skip
