@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tunesmith.forgetting.penalties import Penalty, importance
-from tunesmith.forgetting.replay import replay_draw
+from tunesmith.forgetting.penalties import Penalty, squared_gradients
+from tunesmith.forgetting.replay import ReplayDraw
 from tunesmith.tasks.base import Encoded
 from tunesmith.tasks.lm_loss import loss_token_nll
 from tunesmith.training.callbacks.base import Callback, TrainContext
@@ -60,44 +60,16 @@ def lm_fisher(
 ) -> dict[str, torch.Tensor]:
     """Mean squared per-example gradient of the retain texts' token-mean NLL (empirical diagonal Fisher)."""
     device = next(model.parameters()).device
-    fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params}
-    was_training = model.training
-    model.eval()  # no dropout: the Fisher of the starting model's function
-    for i in range(min(samples, len(retain))):
+
+    def loss_of(i: int) -> Callable[[], torch.Tensor]:
         batch = {k: v.to(device) for k, v in collate([retain.input_ids[i]], [retain.labels[i]]).items()}
-        model.zero_grad(set_to_none=True)
-        _nll(model, batch).backward()
-        for n, p in params:
-            if p.grad is not None:
-                fisher[n] += p.grad.detach().float() ** 2
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return importance(fisher)
+        return lambda: _nll(model, batch)
+
+    return squared_gradients(model, params, (loss_of(i) for i in range(min(samples, len(retain)))))
 
 
-class LMReplay(Callback):
-    name = "replay"
+class LMReplay(ReplayDraw):
+    """Replay for a causal LM: the retain texts' own token-mean next-token loss."""
 
-    def __init__(self, data: Encoded, collate: LMCollate, fraction: float, seed: int) -> None:
-        self.data, self.collate, self.fraction, self.seed = data, collate, fraction, seed
-        self.micro = (
-            0  # micro-batch within the optimizer step: with the step, it seeds the draw (exact resume)
-        )
-        self.last: torch.Tensor | float = 0.0  # read on logged steps only: no host sync per micro-batch
-
-    def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
-        size = len(batch["input_ids"])
-        idx = replay_draw(size, len(self.data), self.fraction, [self.seed, ctx.step, self.micro])
-        k = len(idx)
-        self.micro += 1
-        device = batch["input_ids"].device
-        replay = self.collate([self.data.input_ids[i] for i in idx], [self.data.labels[i] for i in idx])
-        loss = _nll(ctx.accelerator.unwrap_model(ctx.model), {key: v.to(device) for key, v in replay.items()})
-        self.last = loss.detach()
-        # As if the k retain texts were part of the batch: their share of its mean loss.
-        return loss * (k / size)
-
-    def on_step_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
-        self.micro = 0
-        if record:
-            record["replay_loss"] = float(self.last)
+    def replay_loss(self, ctx: TrainContext, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _nll(ctx.accelerator.unwrap_model(ctx.model), replay)

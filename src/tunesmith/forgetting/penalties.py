@@ -7,6 +7,7 @@ parameter's squared distance by its diagonal Fisher information on the retain ta
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -30,13 +31,28 @@ def diagonal_fisher(
     """Mean squared per-example gradient of the retain log-likelihood (empirical Fisher), one example at a time."""
     device = next(model.parameters()).device
     head.to(device)
+    one_at_a_time = batches(Encoded(data.input_ids[:samples], data.labels[:samples]), 1, collate, device)
+
+    def loss_of(batch: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
+        labels = batch.pop("labels")
+        return lambda: F.cross_entropy(head.logits(model, batch), labels)
+
+    return squared_gradients(model, params, (loss_of(batch) for _idx, batch in one_at_a_time))
+
+
+def squared_gradients(
+    model: nn.Module,
+    params: list[tuple[str, nn.Parameter]],
+    example_losses: Iterable[Callable[[], torch.Tensor]],
+) -> dict[str, torch.Tensor]:
+    """The empirical diagonal Fisher: the squared gradient of each example's loss, summed, then scaled by
+    `importance`. In eval mode (no dropout): the Fisher of the starting model's function."""
     fisher = {n: torch.zeros_like(p, dtype=torch.float32) for n, p in params}
     was_training = model.training
     model.eval()
-    for _idx, batch in batches(Encoded(data.input_ids[:samples], data.labels[:samples]), 1, collate, device):
-        labels = batch.pop("labels")
+    for example_loss in example_losses:
         model.zero_grad(set_to_none=True)
-        F.cross_entropy(head.logits(model, batch), labels).backward()
+        example_loss().backward()
         for n, p in params:
             if p.grad is not None:
                 fisher[n] += p.grad.detach().float() ** 2
@@ -68,7 +84,7 @@ class Penalty(Callback):
         self.params = [p for _n, p in params]
         self.anchor = [p.detach().clone() for p in self.params]
         self.importance = [importance[n] for n, _p in params] if importance is not None else None
-        self.last = 0.0
+        self.last: torch.Tensor | float = 0.0  # read on logged steps only: no host sync per micro-batch
 
     def penalty(self) -> torch.Tensor:
         total = torch.zeros((), device=self.params[0].device if self.params else "cpu")
@@ -81,9 +97,9 @@ class Penalty(Callback):
 
     def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         term = self.penalty()
-        self.last = float(term.detach())
+        self.last = term.detach()
         return term
 
     def on_step_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
         if record:
-            record[f"{self.name}_penalty"] = self.last
+            record[f"{self.name}_penalty"] = float(self.last)

@@ -22,33 +22,47 @@ def replay_draw(size: int, available: int, fraction: float, seed: list[int]) -> 
     return np.random.default_rng(seed).choice(available, size=k, replace=False).tolist()  # type: ignore[no-any-return]
 
 
-class Replay(Callback):
+class ReplayDraw(Callback):
+    """Draws the retain examples for each micro-batch, scores them with `replay_loss` and adds their share
+    of the batch's mean loss; the task decides how a retain batch is scored."""
+
     name = "replay"
 
-    def __init__(self, head: RetainHead, data: Encoded, collate: Collate, fraction: float, seed: int) -> None:
-        self.head, self.data, self.collate = head, data, collate
-        self.fraction, self.seed = fraction, seed
+    def __init__(self, data: Encoded, collate: Collate, fraction: float, seed: int) -> None:
+        self.data, self.collate, self.fraction, self.seed = data, collate, fraction, seed
         self.micro = (
             0  # micro-batch within the optimizer step: with the step, it seeds the draw (exact resume)
         )
-        self.last = 0.0
+        self.last: torch.Tensor | float = 0.0  # read on logged steps only: no host sync per micro-batch
+
+    def replay_loss(self, ctx: TrainContext, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
 
     def extra_loss(self, ctx: TrainContext, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
         size = len(batch["input_ids"])
         idx = replay_draw(size, len(self.data), self.fraction, [self.seed, ctx.step, self.micro])
-        k = len(idx)
         self.micro += 1
         device = batch["input_ids"].device
-        replay = {key: v.to(device) for key, v in self.collate([self.data.input_ids[i] for i in idx],
-                                                                [self.data.labels[i] for i in idx]).items()}  # fmt: skip
-        labels = replay.pop("labels")
-        self.head.to(device)
-        loss = F.cross_entropy(self.head.logits(ctx.accelerator.unwrap_model(ctx.model), replay), labels)
-        self.last = float(loss.detach())
-        # The mean loss of a batch holding `size` new and `k` retain examples, up to the new examples' factor.
-        return loss * (k / size)
+        replay = self.collate([self.data.input_ids[i] for i in idx], [self.data.labels[i] for i in idx])
+        loss = self.replay_loss(ctx, {key: v.to(device) for key, v in replay.items()})
+        self.last = loss.detach()
+        # As if the k retain examples were part of the batch: their share of its mean loss.
+        return loss * (len(idx) / size)
 
     def on_step_end(self, ctx: TrainContext, record: dict[str, Any]) -> None:
         self.micro = 0
         if record:
-            record["replay_loss"] = self.last
+            record["replay_loss"] = float(self.last)
+
+
+class Replay(ReplayDraw):
+    """Replay for classification: the retain examples scored through the retain head."""
+
+    def __init__(self, head: RetainHead, data: Encoded, collate: Collate, fraction: float, seed: int) -> None:
+        super().__init__(data, collate, fraction, seed)
+        self.head = head
+
+    def replay_loss(self, ctx: TrainContext, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        labels = replay.pop("labels")
+        self.head.to(labels.device)
+        return F.cross_entropy(self.head.logits(ctx.accelerator.unwrap_model(ctx.model), replay), labels)
