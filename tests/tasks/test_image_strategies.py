@@ -253,3 +253,14 @@ def test_adapter_image_run_saves_a_plain_base_and_reloads_to_the_same_prediction
 def test_adapter_names_a_missing_image_target() -> None:
     with pytest.raises(UserError, match="no module in the transformer blocks ends with nope"):
         get_strategy(StrategyConfig(name="adapter", targets=["nope"])).prepare(efficientnet())
+
+
+def test_adapter_refuses_a_target_without_a_feature_map_output() -> None:
+    from tunesmith.strategies.vision_adapter import output_channels
+
+    model = efficientnet()
+    linear = next(name for name, m in model.named_modules() if isinstance(m, nn.Linear))
+    conv = next(name for name, m in model.named_modules() if isinstance(m, nn.Conv2d))
+    assert output_channels(model, [conv])[conv] == dict(model.named_modules())[conv].out_channels
+    with pytest.raises(UserError, match=f"strategy.targets: {linear} does not output a \\[batch, channels"):
+        output_channels(model, [linear])
