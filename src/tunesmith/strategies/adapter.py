@@ -134,6 +134,11 @@ def is_adapted(model: nn.Module) -> bool:
     return hasattr(model, "_tunesmith_adapter")
 
 
+def base_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's weights without the injected adapters (each lives in a child module named `adapter`)."""
+    return {k: v for k, v in model.state_dict().items() if ".adapter." not in k}
+
+
 def save_adapter(model: nn.Module, out_dir: Path, base: str | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     trainable = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}

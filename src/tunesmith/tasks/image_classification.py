@@ -160,7 +160,7 @@ class ImageClassification(TextClassification):
         state = None
         if bottleneck.is_adapted(model):
             bottleneck.save_adapter(model, tmp / "adapter", base=self.recipe.model.name)
-            state = {k: v for k, v in model.state_dict().items() if ".adapter." not in k}
+            state = bottleneck.base_state(model)
         save = getattr(model, "save", None)
         if callable(save):  # EfficientNetClassifier
             save(tmp, state)
