@@ -371,7 +371,8 @@ def _resolve_auto(
     m0 = min(choices[0], AUTO_PROBE_BATCH)
     m1 = max(1, m0 // 2)
     small = probe(recipe, task, model, strategy, train_data, None, accelerator, batch_size=m0, timed=False)
-    per_example = small.activations_bytes / max(small.batch_size, 1)
+    average = small.activations_bytes / max(small.batch_size, 1)
+    per_example = average
     if m1 < small.batch_size:
         smaller = probe(
             recipe, task, model, strategy, train_data, None, accelerator, batch_size=m1, timed=False
@@ -379,7 +380,9 @@ def _resolve_auto(
         slope = (small.activations_bytes - smaller.activations_bytes) / (
             small.batch_size - smaller.batch_size
         )
-        per_example = max(slope, 0.25 * per_example)  # noise must not make the batch free
+        # A slope under half the average is likelier the two probes' noise (resident memory moves by a few MB)
+        # than a fixed workspace that large: take the average then, which errs towards a smaller batch.
+        per_example = slope if slope >= 0.5 * average else average
     fixed = small.train_peak_bytes - per_example * small.batch_size
     budget = (1 - HEADROOM) * available
     chosen = next((m for m in choices if fixed + per_example * m <= budget), choices[-1])
