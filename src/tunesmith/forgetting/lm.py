@@ -21,16 +21,15 @@ from torch import nn
 
 from tunesmith.forgetting.penalties import Penalty, squared_gradients
 from tunesmith.forgetting.replay import ReplayDraw
-from tunesmith.tasks.base import Encoded
+from tunesmith.tasks.base import Collate, Encoded
 from tunesmith.tasks.lm_loss import loss_token_nll
 from tunesmith.training.callbacks.base import Callback, TrainContext
 
 log = logging.getLogger(__name__)
-LMCollate = Callable[[list[list[int]], list[Any]], dict[str, torch.Tensor]]
 MODEL_INPUTS = ("input_ids", "attention_mask", "position_ids")
 
 
-def lm_callbacks(recipe: Any, model: nn.Module, retain: Encoded, collate: LMCollate) -> list[Callback]:
+def lm_callbacks(recipe: Any, model: nn.Module, retain: Encoded, collate: Collate) -> list[Callback]:
     """The forgetting.method callback for a causal LM ([] for none)."""
     cfg = recipe.forgetting
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
@@ -54,7 +53,7 @@ def _nll(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
 def lm_fisher(
     model: nn.Module,
     retain: Encoded,
-    collate: LMCollate,
+    collate: Collate,
     params: list[tuple[str, nn.Parameter]],
     samples: int,
 ) -> dict[str, torch.Tensor]:
