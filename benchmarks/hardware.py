@@ -6,8 +6,9 @@ the plan (RUN_DIR/plan.json, written by the run's own plan stage) predicts the p
 epoch's training time; a callback measures the peak resident memory (VmHWM, reset at the start of
 training, validation included) and the history records the epoch's training time. One JSON line per
 configuration (each in its own process: runs before it in one process leave the allocator's free lists
-behind, which showed as up to 24% more peak memory for the later configurations), then a summary line: how many configurations meet the targets (peak within 15%, epoch time
-within 20%) and the memory gradient checkpointing and each strategy save.
+behind, which showed as up to 24% more peak memory for the later configurations), then a summary line:
+how many configurations meet the targets (peak within 15%, epoch time within 20%) and the memory gradient
+checkpointing and each strategy save.
 
     python benchmarks/hardware.py [--train 64] [--validation 16]
 """
@@ -94,12 +95,13 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=64)
     parser.add_argument("--validation", type=int, default=16)
     parser.add_argument("--config", default=None, help="one configuration as JSON (used internally)")
+    parser.add_argument("--files", default=None, help="the subset's files as JSON (used internally)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     if args.config:
         with tempfile.TemporaryDirectory() as tmp:
-            files = _subset(Path(tmp), args.train, args.validation)
-            print(json.dumps(one(json.loads(args.config), files, Path(tmp) / "runs")), flush=True)
+            row = one(json.loads(args.config), json.loads(args.files), Path(tmp) / "runs")
+        print(json.dumps(row), flush=True)
         return
     # full fine-tuning on the whole grid; lora and frozen at its two corners; checkpointing at 16 x 128
     configs = [{"strategy": "full", "batch": b, "length": n, "gc": False} for b in (8, 16) for n in (64, 128)]
@@ -107,12 +109,13 @@ def main() -> None:
                 for s in ("lora", "frozen") for b, n in ((8, 64), (16, 128))]  # fmt: skip
     configs += [{"strategy": s, "batch": 16, "length": 128, "gc": True} for s in ("full", "lora")]
     rows = []
-    for config in configs:
-        command = [sys.executable, __file__, "--train", str(args.train), "--validation", str(args.validation),
-                   "--config", json.dumps(config)]  # fmt: skip
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-        print(json.dumps(rows[-1]), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        files = json.dumps(_subset(Path(tmp), args.train, args.validation))
+        for config in configs:
+            command = [sys.executable, __file__, "--config", json.dumps(config), "--files", files]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
     frame = pd.DataFrame(rows)
     peak = {(r["strategy"], r["batch_size"], r["max_length"], r["gradient_checkpointing"]): r for r in rows}
 
