@@ -9,7 +9,7 @@ import pytest
 from scripted import LABELS, RECIPE, decaying, healthy_epochs, make_run
 
 from tunesmith.config.schema import Recipe
-from tunesmith.diagnosis import RULES, diagnose_data, rule
+from tunesmith.diagnosis import RULES, RunData, diagnose_data, rule
 from tunesmith.findings import Finding
 
 
@@ -399,3 +399,42 @@ def test_overfitting_recommends_more_dropout_for_a_recipe_with_a_model_section()
         assert found.config_patch is not None
         assert found.config_patch.get("model.dropout") == expected
         assert_valid_patch(found)
+
+
+def _barely_fit_run(probs: list[float], train_losses: list[float], class_weights: bool = False) -> RunData:
+    """A run whose training loss ends near a constant guess's (ln 3 weighted; H(prior) = 1.085 unweighted)."""
+    epochs = [
+        {"train_loss": loss, "val_loss": 1.08 - 0.02 * i, "val_loss_se": 0.01, "val_macro_f1": 0.3}
+        for i, loss in enumerate(train_losses)
+    ]
+    rows = [
+        {"row": i, "text": "t", "label": "positive", "pred": "positive", "probs": probs} for i in range(20)
+    ]
+    recipe = {"train": {"epochs": 3, "class_weights": class_weights}}
+    return make_run(decaying(30, end=1.0), epochs, recipe=recipe, predictions=rows)
+
+
+def test_barely_fit_recommends_a_higher_lr_and_more_epochs() -> None:
+    run = _barely_fit_run([0.31, 0.33, 0.36], [1.10, 1.06, 1.02], class_weights=True)
+    found = only(diagnose_data(run), "training.barely_fit")
+    assert found.evidence["constant_guess_loss"] == pytest.approx(math.log(3), abs=1e-4)
+    assert found.evidence["share_of_gap_closed"] == pytest.approx(
+        (math.log(3) - 1.02) / math.log(3), abs=1e-3
+    )
+    assert found.config_patch == {"train.lr": 1.5e-4, "train.epochs": 6}
+    assert_valid_patch(found)
+
+
+def test_barely_fit_uses_the_class_prior_without_class_weights() -> None:
+    # healthy confusion support 50/40/60: a loss of 1.02 is under ln 3 but close to H(prior) = 1.085
+    run = _barely_fit_run([0.33, 0.27, 0.40], [1.09, 1.05, 1.02])
+    assert only(diagnose_data(run), "training.barely_fit").evidence["constant_guess_loss"] == pytest.approx(
+        1.0857, abs=1e-3
+    )
+
+
+def test_confident_predictions_or_a_fitted_loss_are_not_barely_fit() -> None:
+    noisy_but_fit = _barely_fit_run([0.05, 0.05, 0.90], [1.10, 1.06, 1.02], class_weights=True)
+    fitted = _barely_fit_run([0.31, 0.33, 0.36], [0.9, 0.6, 0.4], class_weights=True)
+    for run in (noisy_but_fit, fitted):
+        assert "training.barely_fit" not in ids(diagnose_data(run))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from tunesmith.diagnosis.common import (
@@ -16,7 +15,7 @@ from tunesmith.diagnosis.common import (
     stabilising_patch,
 )
 from tunesmith.diagnosis.registry import rule
-from tunesmith.diagnosis.rundata import RunData, finite
+from tunesmith.diagnosis.rundata import RunData
 from tunesmith.diagnosis.signals import (
     FLAT_DROP,
     MIN_POINTS,
@@ -25,12 +24,12 @@ from tunesmith.diagnosis.signals import (
     high_lr_divisor,
     loss_curve,
     lr_too_high,
+    validation_improved,
 )
 from tunesmith.findings import Finding
 
 SPIKE_FACTOR = 2.0  # a logged loss this many times the median of the previous few is a spike
 SPIKE_MIN_JUMP = 0.3  # ... and at least this much higher in absolute terms (noise near zero loss)
-IMPROVED_Z = 2.0  # a validation drop of this many standard errors is learning, not noise
 SPIKE_NOISE = 5.0  # ... and this many times the run's typical step-to-step change (batch-to-batch noise)
 
 
@@ -111,26 +110,6 @@ def loss_spikes(data: RunData) -> list[Finding]:
             stabilising_patch(data, 3),
         )
     ]
-
-
-def validation_improved(data: RunData) -> bool:
-    """The validation loss fell from before the first step (epoch 0) to the last epoch by more than its
-    noise: the model learned, however flat the noisy training steps look. A pre-trained language model's
-    loss moves a few percent in a short run (20 steps: 3.86 -> 3.68 nats), under the flat-loss bar."""
-    initial = data.initial
-    last = next((r for r in reversed(data.epochs) if finite(r.get("val_loss"))), None)
-    if initial is None or last is None or not finite(initial.get("val_loss")):
-        return False
-    drop = float(initial["val_loss"]) - float(last["val_loss"])
-    paired = last.get("val_loss_paired_se")
-    if finite(paired) and paired > 0 and last.get("val_loss_ref_epoch") == 0:
-        noise = float(paired)
-    else:
-        se = [float(v) for r in (initial, last) if finite(v := r.get("val_loss_se"))]
-        noise = math.sqrt(sum(v**2 for v in se)) if len(se) == 2 else 0.0
-    if noise <= 0:  # no spread recorded: ask for a clear relative drop instead
-        return drop > FLAT_DROP / 2 * float(initial["val_loss"])
-    return drop > IMPROVED_Z * noise
 
 
 @rule("flat_loss")
