@@ -1,4 +1,4 @@
-"""Rules over the per-epoch records: overfitting, still improving at the end, train/val gap, early stop."""
+"""Rules over the per-epoch records: overfitting, still improving at the end, train/val gap, early stop, barely fit."""
 
 from __future__ import annotations
 
@@ -242,8 +242,11 @@ def _guess_and_floor(data: RunData) -> tuple[list[float], float, float] | None:
     eps = float(data.setting("train.label_smoothing") or 0.0)
     guess = [(1 - eps) * p + eps / k for p in prior]
     fitted = [1 - eps + eps / k] + [eps / k] * (k - 1)
-    entropy = lambda ps: -sum(p * math.log(p) for p in ps if p > 0)  # noqa: E731
-    return prior, entropy(guess), entropy(fitted)
+    return prior, _entropy(guess), _entropy(fitted)
+
+
+def _entropy(ps: list[float]) -> float:
+    return -sum(p * math.log(p) for p in ps if p > 0)
 
 
 def _distance_from_guess(data: RunData, guess: list[float]) -> float | None:
