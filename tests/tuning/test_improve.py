@@ -50,6 +50,8 @@ def test_improve_accepts_the_lr_patch_within_budget_and_reuses_runs(
     assert report["best"]["score"] > report["start"]["score"] + 0.1
     # the budget: the baseline and one variant, then no room for round 2
     assert report["trainings"] == 2 and len(_unit_dirs(root)) == 2
+    for unit in root.glob("runs/*/seed-*"):  # finished units keep their model, not their checkpoints
+        assert (unit / "model").is_dir() and not (unit / "checkpoints").exists()
     assert "budget" in report["stop_reason"] and len(report["rounds"]) == 1
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert best["train"]["lr"] == accepted["patch"]["train.lr"]

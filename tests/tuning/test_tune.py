@@ -99,6 +99,9 @@ def test_killed_study_resumes_without_repeating_trials(tmp_path: Path, recipe_di
         assert again.value == trial.value and again.params == trial.params
         assert (root / "trials" / str(number) / "metrics.json").stat().st_mtime_ns == stamps[number]
     assert sum(1 for t in study.trials if t.state == TrialState.RUNNING) <= 1  # the one the kill interrupted
+    for number in (t.number for t in complete):  # a finished trial keeps its model, not its checkpoints
+        assert (root / "trials" / str(number) / "model").is_dir()
+        assert not (root / "trials" / str(number) / "checkpoints").exists()
     summary = json.loads((root / "tune.json").read_text())
     best = summary["best"]
     assert best["value"] == max(t.value for t in complete if t.value is not None)

@@ -222,6 +222,13 @@ def remove_temporary(run_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def discard_checkpoints(run_dir: Path) -> None:
+    """Delete a finished run's checkpoints. For the many runs of a sweep (tune trials, compare and improve
+    units), which are reused from metrics.json and keep model/: a checkpoint only resumes an unfinished run,
+    and with its optimizer state it is several times the model's size (about 350 MB each for MiniLM)."""
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+
+
 def _prune(root: Path, keep: int) -> None:
     for old in list_checkpoints(root.parent)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)

@@ -26,6 +26,7 @@ from tunesmith.config.schema import Recipe
 from tunesmith.errors import UserError
 from tunesmith.outputs import resolve_run_dir, write_json
 from tunesmith.tasks.registry import make_task
+from tunesmith.training.checkpoint import discard_checkpoints
 from tunesmith.tuning.compare_stats import UnitRun, VariantRuns, analyse
 
 log = logging.getLogger(__name__)
@@ -98,10 +99,12 @@ def run_unit(recipe: Recipe, *, quiet: bool, isolate: bool) -> Path:
             raise RuntimeError(
                 f"the run in {run_dir} failed in its own process (exit code {process.exitcode})"
             )
+        discard_checkpoints(run_dir)
         return run_dir
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     run(recipe, overwrite=True, quiet=quiet)
+    discard_checkpoints(run_dir)  # a finished unit is reused from metrics.json, never resumed
     return run_dir
 
 

@@ -33,6 +33,7 @@ from tunesmith.errors import UserError
 from tunesmith.evaluation.metrics import LOWER_IS_BETTER
 from tunesmith.outputs import resolve_run_dir, write_json
 from tunesmith.training.callbacks.base import Callback, TrainContext
+from tunesmith.training.checkpoint import discard_checkpoints
 from tunesmith.tuning import space as sp
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ def objective(s: StudySetup, quiet: bool) -> Any:
         except UserError as exc:
             trial.set_user_attr("error", str(exc))
             raise
+        discard_checkpoints(trial_dir / str(trial.number))  # finished (or pruned): never resumed
         m = result.metrics
         trial.set_user_attr("best_epoch", m.get("best_epoch"))
         trial.set_user_attr("train_time_s", m.get("train_time_s"))
