@@ -5,6 +5,7 @@ Bad input never ends in a traceback: every command turns `UserError` into one li
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import sys
@@ -54,8 +55,23 @@ def user_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err_console.print("interrupted; continue with `tunesmith run RECIPE --resume`.")
             raise typer.Exit(code=130) from None
+        except Exception as exc:
+            if not disk_full(exc):
+                raise
+            err_console.print(f"error: no space left on device ({exc}); free disk space (a finished run's "
+                              "checkpoints/ can go) and continue with `tunesmith run RECIPE --resume`: "
+                              "checkpoints are written atomically, so the last complete one is intact.",
+                              markup=False, highlight=False, soft_wrap=True)  # fmt: skip
+            raise typer.Exit(code=1) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def disk_full(exc: BaseException) -> bool:
+    """An OSError ENOSPC, or safetensors' own error for one (it is not an OSError)."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return type(exc).__name__ == "SafetensorError" and "No space left on device" in str(exc)
 
 
 def setup_logging(quiet: bool) -> None:

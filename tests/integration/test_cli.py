@@ -140,3 +140,19 @@ def test_output_name_cannot_escape(tmp_path: Path, recipe_dict: dict[str, Any]) 
 def test_predict_errors(tmp_path: Path) -> None:
     _fails_cleanly(["predict", str(tmp_path), "some text"], "no trained model")
     _fails_cleanly(["predict", str(tmp_path), "--file", str(tmp_path / "absent.txt")], "absent.txt")
+
+
+def test_a_full_disk_is_one_line_not_a_traceback(
+    tmp_path: Path, recipe_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import tunesmith.run
+
+    def full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "runs/toy/checkpoints/.tmp-step-4")
+
+    monkeypatch.setattr(tunesmith.run, "run", full)
+    result = runner.invoke(app, ["run", str(_write(tmp_path, recipe_dict))])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "error: no space left on device" in result.output and "--resume" in result.output
