@@ -6,6 +6,7 @@ findings (data audit + training diagnosis) fire, at warning or error severity:
     healthy      nothing planted                               expected: none
     lr_high      train.lr = 1.0                                divergence / loss_above_start
     lr_low       train.lr = 1e-7                               flat_loss
+    underfit     3 epochs at lr 2e-3 (healthy: 8 at 3e-3)       barely_fit / underfitting
     label_noise  30% of training labels flipped                audit.label_errors / training.label_errors
     leakage      25% of the test rows copied into train        audit.leakage
     collapse     85% majority class, no class weights          collapsed_predictions / zero_recall
@@ -19,7 +20,7 @@ its own keywords among shared filler words), so the cases differ only in what wa
 random BERT (hidden 32, 2 layers) with the packaged MiniLM tokenizer unless --model names another, and the
 audit's label-error check embeds with the packaged MiniLM. Prints a table and one JSON line.
 
-    nice -n 10 python benchmarks/diagnosis.py --seeds 2        # 14 runs, a few minutes on 2 cores
+    nice -n 10 python benchmarks/diagnosis.py --seeds 2        # 16 runs, a few minutes on 2 cores
 """
 
 from __future__ import annotations
@@ -46,14 +47,17 @@ FILLER = ["the", "drug", "i", "took", "it", "for", "weeks", "and", "was", "my", 
 FAILURES: dict[str, set[str]] = {
     "lr_high": {"training.divergence", "training.loss_above_start"},
     "lr_low": {"training.flat_loss"},
+    "underfit": {"training.barely_fit", "training.underfitting"},
     "label_noise": {"audit.label_errors", "training.label_errors"},
     "leakage": {"audit.leakage"},
     "collapse": {"training.collapsed_predictions", "training.zero_recall"},
     "overfitting": {"training.overfitting"},
 }
-# findings that follow from the plant: a learning rate far off leaves a one-class model; the over-fitting
-# case memorises 25% flipped labels (how a small noisy set over-fits), so label-error findings are right there
-CONSEQUENCES = {"lr_high": {"collapse"}, "lr_low": {"collapse"}, "overfitting": {"label_noise"}}
+# findings that follow from the plant: a learning rate far off, or too little training, leaves a one-class
+# model; the over-fitting case memorises 25% flipped labels (how a small noisy set over-fits), so label-error
+# findings are right there
+CONSEQUENCES = {"lr_high": {"collapse"}, "lr_low": {"collapse"}, "underfit": {"collapse"},
+                "overfitting": {"label_noise"}}  # fmt: skip
 CASES = ("healthy", *FAILURES)
 
 
@@ -91,6 +95,8 @@ def case_recipe(case: str, seed: int, work: Path, model: str, label_errors: bool
         train_cfg["lr"] = 1.0
     if case == "lr_low":
         train_cfg["lr"] = 1e-7
+    if case == "underfit":  # learning, but stopped long before the loss came down
+        train_cfg |= {"lr": 2e-3, "epochs": 3}
     if case == "collapse":
         train_cfg["lr"] = 3e-4
     if case == "overfitting":
