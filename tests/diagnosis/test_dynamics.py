@@ -126,3 +126,25 @@ def test_a_run_that_learned_nothing_is_not_judged_by_its_margins(tmp_path: Path)
     margin = rng.normal(-0.5, 0.3, (EPOCHS, N)).astype(np.float32)
     np.savez(rd / "dynamics.npz", rows=np.arange(N), margin=margin, p_label=1 / (1 + np.exp(-margin)))
     assert [f for f in diagnose(rd) if f.id == "training.label_errors"] == []
+
+
+def test_an_under_trained_run_flags_no_label_errors(tmp_path: Path) -> None:
+    """A model whose training loss stayed near a constant guess's has low margins on every row: AUM cannot
+    tell a wrong label from a run that learned next to nothing, so the rule stays quiet (barely_fit speaks)."""
+    rd = run_dir(tmp_path)
+    write_dynamics(rd)
+    history = [json.loads(line) for line in (rd / "history.jsonl").read_text().splitlines()]
+    for record in history:
+        if record.get("kind") == "epoch" and "train_loss" in record:
+            record["train_loss"] = 0.99 * float(np.log(3))
+    (rd / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in history))
+    config = (rd / "config.yaml").read_text()
+    (rd / "config.yaml").write_text(config.replace("class_weights: false", "class_weights: true"))
+    predictions = [
+        json.loads(line) for line in (rd / "predictions" / "validation.jsonl").read_text().splitlines()
+    ]
+    for row in predictions:
+        row["probs"] = [1 / 3] * len(row["probs"])
+    (rd / "predictions" / "validation.jsonl").write_text("".join(json.dumps(r) + "\n" for r in predictions))
+    found = [f.id for f in diagnose(rd)]
+    assert "training.label_errors" not in found and "training.barely_fit" in found

@@ -441,10 +441,10 @@ def test_confident_predictions_or_a_fitted_loss_are_not_barely_fit() -> None:
 
 
 def test_barely_fit_reference_accounts_for_label_smoothing() -> None:
-    from tunesmith.diagnosis.rules_epochs import _guess_and_floor
+    from tunesmith.diagnosis.fit import guess_and_floor
 
     run = make_run(recipe={"train": {"class_weights": True, "label_smoothing": 0.3}})
-    prior, guess_loss, floor = _guess_and_floor(run) or ([], 0.0, 0.0)
+    prior, guess_loss, floor = guess_and_floor(run) or ([], 0.0, 0.0)
     assert prior == [pytest.approx(1 / 3)] * 3 and guess_loss == pytest.approx(math.log(3))
     # a perfect fit still pays the smoothed target's entropy: targets 0.8 / 0.1 / 0.1
     assert floor == pytest.approx(-(0.8 * math.log(0.8) + 0.2 * math.log(0.1)))

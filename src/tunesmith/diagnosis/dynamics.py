@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from tunesmith.diagnosis.common import finding
+from tunesmith.diagnosis.fit import fit_to_guess
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData
 from tunesmith.findings import Finding
@@ -125,9 +126,11 @@ def label_errors(data: RunData) -> list[Finding]:
     if not flagged.any():
         return []
     aum, conf, var = dyn.aum, dyn.confidence, dyn.variability
-    if not np.nanmedian(aum) > AUM_THRESHOLD:
-        # The model did not fit most of its training rows (a learning rate far off, a collapse to one class):
-        # then every row has a low margin and AUM cannot tell a wrong label from a run that learned nothing.
+    fit = fit_to_guess(data)
+    if not np.nanmedian(aum) > AUM_THRESHOLD or (fit is not None and fit.near_guess):
+        # The model did not fit most of its training rows (a learning rate far off, a collapse to one class,
+        # too little training): then every row has a low margin and AUM cannot tell a wrong label from a run
+        # that learned (next to) nothing.
         return []
     audit_rows = audit_label_error_rows(data)
     in_audit = np.array([int(r) in audit_rows for r in dyn.rows]) if audit_rows is not None else None

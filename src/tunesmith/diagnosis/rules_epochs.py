@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.diagnosis.common import finding, lr_of, regularising_patch, rnd, sig
+from tunesmith.diagnosis.fit import fit_to_guess
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData, finite
 from tunesmith.diagnosis.signals import is_flat, lr_too_high, validation_improved
@@ -221,82 +222,38 @@ def early_stopping(data: RunData) -> list[Finding]:
     ]
 
 
-BARELY_FIT = 0.15  # the final training loss closed under this share of the way from a constant guess to a fit
-PRIOR_DISTANCE = 0.15  # validation probabilities this close (mean total variation) to that guess: uninformed
-
-
-def _guess_and_floor(data: RunData) -> tuple[list[float], float, float] | None:
-    """The best constant prediction under the training loss, its loss, and the loss of a perfect fit.
-
-    Unweighted cross-entropy is minimised by the class prior (validation support; the split is stratified);
-    balanced class weights or oversampling make every class weigh the same, so by the uniform guess. Label
-    smoothing moves both the guess and the floor (a perfect fit still pays the smoothed targets' entropy).
-    """
-    per_class = data.metrics.get("validation", {}).get("per_class") or {}
-    support = [float(per_class.get(label, {}).get("support") or 0) for label in data.labels]
-    k, total = len(support), sum(support)
-    if k < 2 or total <= 0:
-        return None
-    balanced = data.setting("train.class_weights") is True or data.setting("data.balance") is not None
-    prior = [1.0 / k] * k if balanced else [s / total for s in support]
-    eps = float(data.setting("train.label_smoothing") or 0.0)
-    guess = [(1 - eps) * p + eps / k for p in prior]
-    fitted = [1 - eps + eps / k] + [eps / k] * (k - 1)
-    return prior, _entropy(guess), _entropy(fitted)
-
-
-def _entropy(ps: list[float]) -> float:
-    return -sum(p * math.log(p) for p in ps if p > 0)
-
-
-def _distance_from_guess(data: RunData, guess: list[float]) -> float | None:
-    """Mean total-variation distance of the validation probabilities from the constant guess."""
-    rows = [
-        r["probs"] for r in data.predictions.get("validation", []) if len(r.get("probs") or []) == len(guess)
-    ]
-    if not rows:
-        return None
-    return sum(0.5 * sum(abs(p - g) for p, g in zip(probs, guess, strict=True)) for probs in rows) / len(rows)
-
-
 @rule("barely_fit")
 def barely_fit(data: RunData) -> list[Finding]:
     """Underfitting seen on the training data itself: at the end the training loss is still close to what
     a constant class-prior guess scores, and the validation predictions barely move from that guess. The
     validation-loss rule above misses it when a decaying learning rate has already flattened the last epoch."""
     points = epoch_points(data)
-    reference = _guess_and_floor(data)
-    train_loss = points[-1].train_loss if points else None
-    if train_loss is None or reference is None or _stopped_early(data):
+    fit = fit_to_guess(data)
+    if not points or fit is None or not fit.near_guess or _stopped_early(data):
         return []
     if lr_too_high(data) or data.setting("train.l1") or (is_flat(data) and not validation_improved(data)):
         return []  # too high a learning rate, an L1 term in the loss, or a flat loss: other rules' cases
-    prior, guess_loss, floor = reference
-    last = points[-1]
-    fit = (guess_loss - train_loss) / (guess_loss - floor) if guess_loss > floor else 1.0
-    distance = _distance_from_guess(data, prior)
-    best = min(points, key=lambda p: p.val_loss)
-    rising = last.val_loss - best.val_loss > NOISE_Z * _rise_noise(best, last)[0]  # overfitting's, not this
-    if fit >= BARELY_FIT or (distance is not None and distance >= PRIOR_DISTANCE) or rising:
-        return []
+    best, last = min(points, key=lambda p: p.val_loss), points[-1]
+    if last.val_loss - best.val_loss > NOISE_Z * _rise_noise(best, last)[0]:
+        return []  # validation loss rising: overfitting's case, not this
     lr, epochs = lr_of(data), int(data.setting("train.epochs", len(points)))
     patch = {"train.lr": sig(lr * 3), "train.epochs": epochs * 2}
     return [
         finding(
             "barely_fit",
             "warning",
-            f"Under-trained: the training loss ended at {train_loss:.3f}, close to the {guess_loss:.3f} of a "
-            "constant guess",
+            f"Under-trained: the training loss ended at {fit.train_loss:.3f}, close to the "
+            f"{fit.guess_loss:.3f} of a constant guess",
             {
-                "train_loss_last": rnd(train_loss),
-                "constant_guess_loss": rnd(guess_loss),
-                "perfect_fit_loss": rnd(floor),
-                "share_of_gap_closed": rnd(fit),
-                "validation_distance_from_guess": None if distance is None else rnd(distance),
+                "train_loss_last": rnd(fit.train_loss),
+                "constant_guess_loss": rnd(fit.guess_loss),
+                "perfect_fit_loss": rnd(fit.floor),
+                "share_of_gap_closed": rnd(fit.share),
+                "validation_distance_from_guess": None if fit.distance is None else rnd(fit.distance),
                 "lr": lr,
                 "epochs": epochs,
             },
-            f"After {len(points)} epochs the training loss closed only {max(fit, 0.0):.0%} of the gap between "
+            f"After {len(points)} epochs the training loss closed only {max(fit.share, 0.0):.0%} of the gap between "
             "guessing the class prior and fitting every example, and the validation probabilities stay near "
             "that guess: the model is under-trained (underfitting), whatever its accuracy. Raise train.lr 3x "
             f"(from {lr:g} to {sig(lr * 3):g}) and train.epochs from {epochs} to {epochs * 2}; the best epoch "
