@@ -59,7 +59,7 @@ def user_errors(fn: F) -> F:
             if not disk_full(exc):
                 raise
             err_console.print(f"error: no space left on device ({exc}); free disk space (a finished run's "
-                              "checkpoints/ can go) and continue with `tunesmith run RECIPE --resume`: "
+                              "checkpoints/ can go) and run the command again (`tunesmith run` with --resume): "
                               "checkpoints are written atomically, so the last complete one is intact.",
                               markup=False, highlight=False, soft_wrap=True)  # fmt: skip
             raise typer.Exit(code=1) from None

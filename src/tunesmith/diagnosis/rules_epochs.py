@@ -10,7 +10,7 @@ from tunesmith.diagnosis.common import finding, lr_of, regularising_patch, rnd, 
 from tunesmith.diagnosis.fit import fit_to_guess
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData, finite
-from tunesmith.diagnosis.signals import is_flat, lr_too_high, validation_improved
+from tunesmith.diagnosis.signals import flat_and_unlearned, lr_too_high
 from tunesmith.findings import Finding
 
 OVERFIT_EPOCHS = 2  # epochs of rising validation loss (after its minimum) that count as overfitting
@@ -231,7 +231,7 @@ def barely_fit(data: RunData) -> list[Finding]:
     fit = fit_to_guess(data)
     if not points or fit is None or not fit.near_guess or _stopped_early(data):
         return []
-    if lr_too_high(data) or data.setting("train.l1") or (is_flat(data) and not validation_improved(data)):
+    if lr_too_high(data) or data.setting("train.l1") or flat_and_unlearned(data):
         return []  # too high a learning rate, an L1 term in the loss, or a flat loss: other rules' cases
     best, last = min(points, key=lambda p: p.val_loss), points[-1]
     if last.val_loss - best.val_loss > NOISE_Z * _rise_noise(best, last)[0]:
@@ -253,11 +253,11 @@ def barely_fit(data: RunData) -> list[Finding]:
                 "lr": lr,
                 "epochs": epochs,
             },
-            f"After {len(points)} epochs the training loss closed only {max(fit.share, 0.0):.0%} of the gap between "
-            "guessing the class prior and fitting every example, and the validation probabilities stay near "
-            "that guess: the model is under-trained (underfitting), whatever its accuracy. Raise train.lr 3x "
-            f"(from {lr:g} to {sig(lr * 3):g}) and train.epochs from {epochs} to {epochs * 2}; the best epoch "
-            "is kept, so a longer run costs time, not quality.",
+            f"After {len(points)} epochs the training loss closed only {max(fit.share, 0.0):.0%} of the "
+            "gap between guessing the class prior and fitting every example, and the validation probabilities "
+            "stay near that guess: the model is under-trained (underfitting), whatever its accuracy. Raise "
+            f"train.lr 3x (from {lr:g} to {sig(lr * 3):g}) and train.epochs from {epochs} to {epochs * 2}; "
+            "the best epoch is kept, so a longer run costs time, not quality.",
             patch,
         )
     ]

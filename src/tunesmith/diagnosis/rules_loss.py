@@ -17,14 +17,13 @@ from tunesmith.diagnosis.common import (
 from tunesmith.diagnosis.registry import rule
 from tunesmith.diagnosis.rundata import RunData
 from tunesmith.diagnosis.signals import (
-    FLAT_DROP,
     MIN_POINTS,
     divergence,
+    flat_and_unlearned,
     flat_lr_factor,
     high_lr_divisor,
     loss_curve,
     lr_too_high,
-    validation_improved,
 )
 from tunesmith.findings import Finding
 
@@ -115,7 +114,7 @@ def loss_spikes(data: RunData) -> list[Finding]:
 @rule("flat_loss")
 def flat_loss(data: RunData) -> list[Finding]:
     curve = loss_curve(data)
-    if curve is None or divergence(data) or curve.relative_drop >= FLAT_DROP or validation_improved(data):
+    if curve is None or not flat_and_unlearned(data):
         return []
     lr = lr_of(data)
     chance = chance_loss(data)

@@ -82,6 +82,11 @@ def is_flat(data: RunData, threshold: float = FLAT_DROP) -> bool:
     return curve is not None and curve.relative_drop < threshold and divergence(data) is None
 
 
+def flat_and_unlearned(data: RunData) -> bool:
+    """The flat-loss case: a flat training loss, and no validation drop beyond noise to say it learned."""
+    return is_flat(data) and not validation_improved(data)
+
+
 def flat_lr_factor(data: RunData) -> int:
     """How much to raise the learning rate of a run that learned nothing: 10x when the loss did not move."""
     curve = loss_curve(data)

@@ -180,7 +180,8 @@ def objective(s: StudySetup, quiet: bool) -> Any:
     def evaluate(trial: optuna.Trial) -> float:
         params = {key: sp.suggest(trial, key, spec) for key, spec in s.space.items()}
         trial_dir = s.root / "trials"
-        trial.set_user_attr("run_dir", str(trial_dir / str(trial.number)))
+        run_dir = trial_dir / str(trial.number)
+        trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr(
             "worker", f"{socket.gethostname()}:{os.getpid()}"
         )  # who ran it, in a shared study
@@ -192,7 +193,7 @@ def objective(s: StudySetup, quiet: bool) -> Any:
         except UserError as exc:
             trial.set_user_attr("error", str(exc))
             raise
-        discard_checkpoints(trial_dir / str(trial.number))  # finished (or pruned): never resumed
+        discard_checkpoints(run_dir)  # finished (or pruned): never resumed
         m = result.metrics
         trial.set_user_attr("best_epoch", m.get("best_epoch"))
         trial.set_user_attr("train_time_s", m.get("train_time_s"))
