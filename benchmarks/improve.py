@@ -106,6 +106,8 @@ def one_repeat(args: argparse.Namespace, out: Path, model: str, repeat: int) -> 
         "improve_val_macro_f1": round(report["best"]["score"], 4),
         "tune_tpe_val_macro_f1": None if not tune_best else round(tune_best["value"], 4),
         "improve_changes": [c["patch"] for c in report["chain"]], "improve_stop": report["stop_reason"],
+        "improve_tried": [[r["round"], c["patch"], c["status"], c.get("gain") and round(c["gain"], 4)]
+                          for r in report["rounds"] for c in r["candidates"]],
         "tune_best_params": tune_best["params"] if tune_best else None,
         "improve_s": round(improve_s, 1), "tune_s": round(tune_s, 1),
     }  # fmt: skip

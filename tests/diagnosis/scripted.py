@@ -72,7 +72,7 @@ def make_run(
     macro_f1 = sum(c["f1"] for c in per_class.values()) / len(LABELS)
     base = {
         "labels": LABELS,
-        "best_epoch": len(epochs or []) or None,
+        "best_epoch": _kept_epoch(epochs or []),
         "epochs_run": len(epochs or []),
         "stop_reason": None,
         "precision": "bf16",
@@ -90,6 +90,14 @@ def make_run(
     return RunData(
         history=history, metrics=base, predictions={"validation": predictions or []}, recipe=merged
     )
+
+
+def _kept_epoch(epochs: list[dict[str, float]]) -> int | None:
+    """The epoch a real run would keep: the best validation macro-F1, else the lowest validation loss."""
+    for key, sign in (("val_macro_f1", 1), ("val_loss", -1)):
+        if epochs and all(key in e for e in epochs):
+            return 1 + max(range(len(epochs)), key=lambda i: sign * epochs[i][key])
+    return len(epochs) or None
 
 
 def healthy_epochs(n: int = 3) -> list[dict[str, float]]:

@@ -124,6 +124,27 @@ def test_overfitting_from_epoch_3() -> None:
     assert_valid_patch(found)
 
 
+def test_overfitting_cuts_training_at_the_kept_epoch_when_the_metric_kept_improving() -> None:
+    # The demo run's shape: validation loss lowest at epoch 2, but macro-F1 (which picks the weights kept)
+    # best at epoch 4 of 6. Cutting at epoch 2 would throw away what epochs 3-4 gained.
+    losses = [0.87, 0.84, 0.91, 1.08, 1.33, 1.43]
+    f1s = [0.26, 0.38, 0.38, 0.43, 0.40, 0.41]
+    epochs = [
+        {"train_loss": 0.9 - 0.15 * i, "val_loss": loss, "val_loss_se": 0.03, "val_macro_f1": f1}
+        for i, (loss, f1) in enumerate(zip(losses, f1s, strict=True))
+    ]
+    found = only(diagnose_data(make_run(epochs=epochs)), "training.overfitting")
+    assert found.evidence["best_val_loss_epoch"] == 2 and found.evidence["kept_epoch_by_val_macro_f1"] == 4
+    assert found.config_patch == {"train.epochs": 4, "train.weight_decay": 0.1}
+    assert "still improved until epoch 4" in found.recommendation
+    # the metric best at the last epoch: keep the epochs, only regularise
+    epochs[-1]["val_macro_f1"] = 0.45
+    found = only(diagnose_data(make_run(epochs=epochs)), "training.overfitting")
+    assert found.config_patch == {"train.weight_decay": 0.1}
+    assert "Keep train.epochs" in found.recommendation
+    assert_valid_patch(found)
+
+
 def test_rising_validation_loss_within_noise_is_not_overfitting() -> None:
     epochs = [
         {"train_loss": 1.0, "val_loss": 0.90, "val_loss_se": 0.2},

@@ -9,10 +9,16 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from tunesmith.cli import app
+from tunesmith.config.loader import recipe_from_dict
+from tunesmith.tuning.compare_stats import UnitRun
+from tunesmith.tuning.improve import Improver, Scored, improve, recipe_key
+from tunesmith.tuning.space import base_data
 
 
 def _recipe(tmp_path: Path, recipe_dict: dict[str, Any]) -> Path:
@@ -86,3 +92,72 @@ def test_improve_bad_input_is_one_line_exit_2(tmp_path: Path, recipe_dict: dict[
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "audit" in result.output.lower()
     assert not (tmp_path / "runs").exists()
+
+
+def _write_findings(imp: Improver, key: str, per_seed: list[list[dict[str, Any]]]) -> None:
+    for seed, found in zip(imp.seed_list, per_seed, strict=True):
+        unit = imp.root / "runs" / key / f"seed-{seed}"
+        unit.mkdir(parents=True, exist_ok=True)
+        (unit / "findings.json").write_text(json.dumps(found))
+
+
+def test_proposals_put_retried_runners_up_first_then_the_most_supported(
+    tmp_path: Path, recipe_dict: dict[str, Any]
+) -> None:
+    imp = Improver(recipe_from_dict(recipe_dict, "recipe"), seeds=2)
+    data = base_data(imp.base)
+    key = recipe_key(data)
+    lone = {"id": "training.a", "title": "A", "config_patch": {"train.weight_decay": 0.1}}
+    both = {"id": "training.b", "title": "B", "config_patch": {"train.lr": 1e-3}}
+    same = {"id": "training.c", "title": "C", "config_patch": {"train.lr": 1e-3}}  # the same recipe as B
+    _write_findings(imp, key, [[lone, both], [same]])
+    runner_up = {"patch": {"train.class_weights": True}, "findings": [{"id": "training.d", "title": "D"}]}
+    carried_again = {"patch": {"train.lr": 1e-3}, "findings": [{"id": "training.e", "title": "E"}]}
+
+    found = imp.proposals(data, Scored(key, [], None), tried=set(), carried=[runner_up])
+    assert [c["patch"] for c in found] == [{"train.class_weights": True}, {"train.lr": 1e-3},
+                                           {"train.weight_decay": 0.1}]  # fmt: skip
+    assert found[0]["carried"] and not any(c.get("carried") for c in found[1:])
+    assert [f["id"] for f in found[1]["findings"]] == ["training.b", "training.c"]  # two proposals, one run
+    assert all("support" not in c for c in found)
+    # a carried patch that makes an already-tried recipe is not run again; nor one equal to the baseline
+    tried = {found[0]["key"]}
+    again = imp.proposals(data, Scored(key, [], None), tried=tried, carried=[runner_up, carried_again])
+    assert [c["patch"] for c in again] == [{"train.lr": 1e-3}, {"train.weight_decay": 0.1}]
+    assert again[0]["carried"]
+    assert {f["id"] for f in again[0]["findings"]} == {"training.e", "training.b", "training.c"}
+
+
+def test_a_significant_runner_up_is_retried_on_top_of_the_accepted_change(
+    tmp_path: Path, recipe_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Greedy forward selection: two changes both help in round 1; the larger is accepted and the other is
+    tried on top of it in round 2 (no finding proposes it again), where it is accepted too. Training is
+    replaced by predictions whose accuracy the two changes set, so only the loop and its statistics run."""
+    rng = np.random.default_rng(0)
+    y_true = rng.integers(0, 3, 400)
+    draws = rng.random(400)
+
+    def fake_train(imp: Improver, data: dict[str, Any]) -> Scored:
+        accuracy = 0.45 + 0.25 * (data["train"]["lr"] == 1e-2) + 0.15 * bool(data["train"]["class_weights"])
+        y_pred = np.where(draws < accuracy, y_true, (y_true + 1) % 3)
+        key = recipe_key(data)
+        first = not imp.trainings
+        for seed in imp.seed_list:
+            imp.trainings.add((key, seed))
+        patches = [{"train.lr": 1e-2}, {"train.class_weights": True}] if first else []
+        found = [{"id": f"training.p{i}", "title": f"P{i}", "config_patch": p} for i, p in enumerate(patches)]
+        _write_findings(imp, key, [found])
+        imp.num_classes = 3
+        return Scored(key, [UnitRun("seed 42", float(np.mean(y_pred == y_true)), y_true, y_pred)], None)
+
+    monkeypatch.setattr(Improver, "train", fake_train)
+    recipe_dict["eval"]["metric"] = "accuracy"
+    report = improve(recipe_from_dict(recipe_dict, "recipe"), seeds=1, rounds=3, budget=10)
+    assert [c["patch"] for c in report["chain"]] == [{"train.lr": 1e-2}, {"train.class_weights": True}]
+    assert [c["carried"] for c in report["chain"]] == [False, True]
+    runner_up = report["rounds"][0]["candidates"][1]
+    assert runner_up["status"] == "rejected" and "retried on top of it" in runner_up["reason"]
+    assert report["best"]["patch"] == {"train.lr": 1e-2, "train.class_weights": True}
+    assert report["best"]["score"] > report["chain"][0]["score"] > report["start"]["score"]
+    assert report["trainings"] == 4 and "no finding proposed" in report["stop_reason"]

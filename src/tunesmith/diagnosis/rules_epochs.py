@@ -95,7 +95,20 @@ def overfitting(data: RunData) -> list[Finding]:
         value = point.record.get(f"val_{metric}")
         if finite(value):
             evidence[f"val_{metric}_{name}"] = rnd(value)
-    patch: dict[str, Any] = {"train.epochs": best.epoch} | regularising_patch(data)
+    kept = _kept_epoch(data, points, metric)
+    # The weights kept are the best by the metric, not by the loss: when the metric still improved after
+    # the loss turned (the model grew overconfident while ranking better), cutting training at the loss
+    # minimum would throw that away, so the cut goes to the kept epoch.
+    epochs = max(best.epoch, kept or 0)
+    advice = f"Train for {epochs} epochs (or rely on early stopping), and regularise"
+    if epochs > best.epoch:
+        evidence[f"kept_epoch_by_val_{metric}"] = kept
+        advice = (f"{metric} still improved until epoch {kept}, the epoch kept, so the loss grows from "
+                  f"overconfidence. {'Keep train.epochs' if epochs >= len(points) else f'Train for {epochs} epochs'}"
+                  " and regularise")  # fmt: skip
+    patch: dict[str, Any] = ({"train.epochs": epochs} if epochs < len(points) else {}) | regularising_patch(
+        data
+    )
     return [
         finding(
             "overfitting",
@@ -104,11 +117,20 @@ def overfitting(data: RunData) -> list[Finding]:
             "while training loss fell",
             evidence,
             f"Validation loss was lowest at epoch {best.epoch} and rose by {evidence['rise_in_se']} standard "
-            f"errors since. Train for {best.epoch} epochs (or rely on early stopping), and regularise: raise "
-            "train.weight_decay or model.dropout, use a parameter-efficient strategy, or add data.",
+            f"errors since. {advice}: raise train.weight_decay or model.dropout, use a parameter-efficient "
+            "strategy, or add data.",
             patch,
         )
     ]
+
+
+def _kept_epoch(data: RunData, points: list[EpochPoint], metric: str) -> int | None:
+    """The epoch whose weights the run kept: the recorded best epoch, else the best validation metric's."""
+    best = data.metrics.get("best_epoch")
+    if finite(best):
+        return int(best)
+    scored = [p for p in points if finite(p.record.get(f"val_{metric}"))]
+    return max(scored, key=lambda p: p.record[f"val_{metric}"]).epoch if scored else None
 
 
 @rule("still_improving")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tunesmith.config.loader import recipe_from_dict, recipe_to_yaml
+from tunesmith.config.loader import apply_overrides, recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.errors import UserError
 from tunesmith.outputs import resolve_run_dir, write_json
@@ -97,38 +97,58 @@ class Improver:
                 tests.append(float(metrics["test"][self.metric]))
         return Scored(key, runs, float(np.mean(tests)) if tests else None)
 
-    def proposals(self, data: dict[str, Any], scored: Scored, tried: set[str]) -> list[dict[str, Any]]:
-        """Distinct patches from the baseline runs' findings that change the recipe to one not yet tried."""
+    def proposals(
+        self,
+        data: dict[str, Any],
+        scored: Scored,
+        tried: set[str],
+        carried: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Distinct patches that change the recipe to one not yet tried: first the `carried` ones (significantly
+        better last round, but not the accepted change), then the baseline runs' findings' patches, the ones
+        more (seed, finding) pairs propose first, so a budget cut drops the least supported."""
         found: dict[str, dict[str, Any]] = {}
+        for item in carried or []:
+            self._add(found, data, item["patch"], item["findings"], scored.key, tried, carried=True)
         for seed in self.seed_list:
             path = self.root / "runs" / scored.key / f"seed-{seed}" / "findings.json"
             for finding in json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []:
                 patch = finding.get("config_patch") or {}
-                if not patch or any(k.split(".")[0] in _NOT_PATCHED for k in patch):
-                    continue
-                item = {"patch": patch, "findings": [{"id": finding["id"], "title": finding["title"]}]}
-                try:
-                    from tunesmith.config.loader import apply_overrides
+                if patch and not any(k.split(".")[0] in _NOT_PATCHED for k in patch):
+                    cited = [{"id": finding["id"], "title": finding["title"]}]
+                    self._add(found, data, patch, cited, scored.key, tried)
+        order = sorted(found.values(), key=lambda c: (not c.get("carried"), -c["support"]))
+        for c in order:
+            del c["support"]
+        return order
 
-                    patched = apply_overrides(data, [override(k, v) for k, v in patch.items()])
-                    recipe = recipe_from_dict(patched, f"patch of {finding['id']}")
-                    make_task(recipe).check_model()
-                    patched = recipe.model_dump(mode="json")
-                except UserError as exc:  # a patch this model or task cannot take: said, never run
-                    key = "invalid:" + json.dumps(patch, sort_keys=True)
-                    if key not in found:
-                        found[key] = {**item, "status": "invalid", "reason": " ".join(str(exc).split())}
-                    continue
-                key = recipe_key(patched)
-                if key == scored.key or key in tried:
-                    continue
-                if key in found:
-                    known = found[key]["findings"]
-                    if finding["id"] not in {f["id"] for f in known}:
-                        known.append(item["findings"][0])
-                    continue
-                found[key] = {**item, "key": key, "data": patched}
-        return list(found.values())
+    @staticmethod
+    def _add(
+        found: dict[str, dict[str, Any]], data: dict[str, Any], patch: dict[str, Any],
+        findings: list[dict[str, Any]], baseline: str, tried: set[str], carried: bool = False,
+    ) -> None:  # fmt: skip
+        """Record one proposal of `patch` in `found` (keyed by the recipe it makes), or count it again."""
+        item: dict[str, Any] = {"patch": patch, "findings": list(findings), "support": 1}
+        if carried:
+            item["carried"] = True
+        try:
+            patched = apply_overrides(data, [override(k, v) for k, v in patch.items()])
+            recipe = recipe_from_dict(patched, f"patch of {findings[0]['id']}")
+            make_task(recipe).check_model()
+            patched = recipe.model_dump(mode="json")
+        except UserError as exc:  # a patch this model or task cannot take: said, never run
+            key = "invalid:" + json.dumps(patch, sort_keys=True)
+            found.setdefault(key, {**item, "status": "invalid", "reason": " ".join(str(exc).split())})
+            return
+        key = recipe_key(patched)
+        if key == baseline or key in tried:
+            return
+        if key not in found:
+            found[key] = {**item, "key": key, "data": patched}
+            return
+        known = found[key]
+        known["support"] += 1
+        known["findings"] += [f for f in findings if f["id"] not in {k["id"] for k in known["findings"]}]
 
     def compare(self, baseline: Scored, variant: Scored) -> dict[str, Any]:
         by_key = {r.key: r for r in baseline.runs}
@@ -174,8 +194,9 @@ def improve(
     chain: list[dict[str, Any]] = []
     history: list[dict[str, Any]] = []
     stop = f"the {rounds} round(s) are done"
+    carried: list[dict[str, Any]] = []  # last round's significant runners-up, retried on the new baseline
     for number in range(1, rounds + 1):
-        candidates = imp.proposals(data, baseline, tried)
+        candidates = imp.proposals(data, baseline, tried, carried)
         entry: dict[str, Any] = {"round": number, "baseline": {"key": baseline.key, "score": baseline.mean,
                                                                 "test_score": baseline.test}, "candidates": []}  # fmt: skip
         history.append(entry)
@@ -217,11 +238,20 @@ def improve(
                 and other["reason"] == "significantly better"
             ):
                 other["reason"] = (
-                    f"significantly better, but by less than the accepted change ({row['gain']:+.4f})"
+                    f"significantly better, but by less than the accepted change ({row['gain']:+.4f}); "
+                    "retried on top of it next round"
                 )
+        # Greedy forward selection: a change that also helped is tried again on top of the accepted one
+        carried = [
+            {"patch": o["patch"], "findings": o["findings"]}
+            for o in entry["candidates"]
+            if o is not row
+            and o.get("status") == "rejected"
+            and o["reason"].startswith("significantly better")
+        ]
         chain.append({"round": number, "patch": c["patch"], "findings": c["findings"], "key": c["key"],
                       "gain": row["gain"], "ci": row["ci"], "p_holm": row["p_holm"], "score": row["score"],
-                      "test_score": row["test_score"]})  # fmt: skip
+                      "test_score": row["test_score"], "carried": bool(c.get("carried"))})  # fmt: skip
         data, baseline = c["data"], variant
         if len(imp.trainings) + seeds > budget:
             stop = f"the budget of {budget} trainings is spent"

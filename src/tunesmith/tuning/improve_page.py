@@ -13,8 +13,12 @@ def _ci(ci: list[float] | None) -> str:
     return f"[{ci[0]:+.4f}, {ci[1]:+.4f}]" if ci else "—"
 
 
-def _findings(items: list[dict[str, Any]]) -> str:
-    return "; ".join(f"{f['id']}: {f['title']}" for f in items)
+def _proposed(change: dict[str, Any], round_number: int) -> str:
+    """The findings that proposed a change; a carried change also helped in the round before."""
+    cited = "; ".join(f"{f['id']}: {f['title']}" for f in change["findings"])
+    return (
+        f"significant in round {round_number - 1} too, retried: {cited}" if change.get("carried") else cited
+    )
 
 
 def chain_spec(report: dict[str, Any]) -> Spec:
@@ -41,10 +45,10 @@ def render_improve_page(target: Path, report: dict[str, Any]) -> Path:
         "stopped because": report["stop_reason"], "best recipe": best["recipe"],
         "all changes": patch_overrides(best["patch"]) if best["patch"] else "none",
     }  # fmt: skip
-    chain_rows = [[c["round"], patch_overrides(c["patch"]), _findings(c["findings"]), c["gain"], _ci(c["ci"]),
+    chain_rows = [[c["round"], patch_overrides(c["patch"]), _proposed(c, c["round"]), c["gain"], _ci(c["ci"]),
                    c["p_holm"], c["score"], c["test_score"]] for c in report["chain"]]  # fmt: skip
     other_rows = [
-        [r["round"], patch_overrides(c["patch"]), _findings(c["findings"]), c["status"], c.get("gain"),
+        [r["round"], patch_overrides(c["patch"]), _proposed(c, r["round"]), c["status"], c.get("gain"),
          _ci(c.get("ci")), c.get("p_holm"), c["reason"]]
         for r in report["rounds"] for c in r["candidates"] if c["status"] != "accepted"
     ]  # fmt: skip
