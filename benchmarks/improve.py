@@ -7,8 +7,10 @@ stock recipe and follows its findings' config patches; tune searches the keys th
 (train.lr, train.epochs up to the 12 improve can reach, train.class_weights, train.weight_decay,
 model.dropout) with TPE for as many trials as improve used trainings. Both choose on the validation split;
 reported: the test macro-F1 of the stock run, of improve's best recipe and of tune's best trial, for each
-of --repeats validation splits (each with its own training and sampler seeds) and their means. Prints one
-JSON line.
+of --repeats validation splits (each with its own training and sampler seeds) and their means. Then each
+method's final recipe (improve's best.yaml, TPE's best trial's parameters) is trained afresh on
+--retrain-seeds seeds that neither saw, on the same split: the test score a user of that recipe gets,
+without the luck of the one seed it was picked on. Prints one JSON line.
 
     python benchmarks/improve.py                                # the README figures (about 40 min)
     python benchmarks/improve.py --quick                        # a check of the script (tiny BERT)
@@ -25,9 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.data.demo import demo_table
+from tunesmith.tuning.space import base_data, trial_recipe
 
 STOCK_TRAIN = {"lr": 5.0e-5, "epochs": 3, "batch_size": 8, "weight_decay": 0.0, "warmup_ratio": 0.0,
                "class_weights": False, "schedule": "linear"}  # fmt: skip
@@ -70,6 +74,21 @@ def test_f1(run_dir: Path) -> float:
     return float(json.loads((run_dir / "metrics.json").read_text())["test"]["macro_f1"])
 
 
+def retrain(recipe: dict[str, Any], out: Path, seeds: list[int]) -> list[float]:
+    """Test macro-F1 of `recipe` trained afresh on each seed (same split): what a user of its best.yaml gets,
+    without the luck of the seed it was picked on. Finished runs are reused."""
+    from tunesmith.tuning.compare import run_unit
+
+    scores = []
+    for seed in seeds:
+        data = json.loads(json.dumps(recipe))
+        data["train"]["seed"] = seed
+        data["output"] = {"dir": str(out), "name": f"seed-{seed}"}
+        data["search"] = {}
+        scores.append(test_f1(run_unit(recipe_from_dict(data, "retrain"), quiet=True, isolate=False)))
+    return scores
+
+
 def one_repeat(args: argparse.Namespace, out: Path, model: str, repeat: int) -> dict[str, Any]:
     """improve, then tune with as many trainings, on one validation split and seed set (`repeat`)."""
     from tunesmith.tuning import search
@@ -98,6 +117,19 @@ def one_repeat(args: argparse.Namespace, out: Path, model: str, repeat: int) -> 
     tune_s = time.perf_counter() - start
     tune_best = summary["best"]
     tune_test = test_f1(Path(tune_best["run_dir"])) if tune_best else None
+    fresh: dict[str, Any] = {}
+    if args.retrain_seeds and tune_best:
+        seeds = [1000 + 10 * repeat + i for i in range(args.retrain_seeds)]  # seeds neither method saw
+        improve_recipe = yaml.safe_load(Path(report["best"]["recipe"]).read_text())
+        tune_recipe = trial_recipe(
+            base_data(recipe_from_dict(base, "stock")), tune_best["params"], "tune best"
+        )
+        fresh = {"retrain_seeds": seeds,
+                 "improve_retrained": retrain(improve_recipe, out / "retrain-improve", seeds),
+                 "tune_tpe_retrained": retrain(tune_recipe.model_dump(mode="json"), out / "retrain-tune", seeds)}  # fmt: skip
+        for key in ("improve_retrained", "tune_tpe_retrained"):
+            fresh[f"{key}_test_macro_f1"] = round(sum(fresh[key]) / len(seeds), 4)
+            fresh[key] = [round(v, 4) for v in fresh[key]]
     return {
         "repeat": repeat, "budget_trainings": trials,
         "stock_test_macro_f1": round(sum(stock_test) / len(stock_test), 4),
@@ -109,7 +141,7 @@ def one_repeat(args: argparse.Namespace, out: Path, model: str, repeat: int) -> 
         "improve_tried": [[r["round"], c["patch"], c["status"], c.get("gain") and round(c["gain"], 4)]
                           for r in report["rounds"] for c in r["candidates"]],
         "tune_best_params": tune_best["params"] if tune_best else None,
-        "improve_s": round(improve_s, 1), "tune_s": round(tune_s, 1),
+        "improve_s": round(improve_s, 1), "tune_s": round(tune_s, 1), **fresh,
     }  # fmt: skip
 
 
@@ -128,6 +160,8 @@ def main() -> None:
     )
     parser.add_argument("--train-rows", type=int, default=600, help="the demo train split has 600")
     parser.add_argument("--test-rows", type=int, default=379, help="the demo test split has 379")
+    parser.add_argument("--retrain-seeds", type=int, default=3,
+                        help="train each method's final recipe afresh on this many new seeds (0: skip)")  # fmt: skip
     parser.add_argument("--max-length", type=int, default=32)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", default=None, help="runs directory (default: a temporary one)")
@@ -143,19 +177,26 @@ def main() -> None:
 
             model = str(make_tiny_bert(out / "tiny-bert"))
             args.budget, args.seeds, args.repeats, args.train_rows, args.test_rows = 3, 1, 1, 120, 60
+            args.retrain_seeds = min(args.retrain_seeds, 1)
         rows = [one_repeat(args, out / f"repeat-{r}", model, r) for r in range(args.repeats)]
 
     keys = ("stock_test_macro_f1", "improve_test_macro_f1", "tune_tpe_test_macro_f1",
             "improve_val_macro_f1", "tune_tpe_val_macro_f1")  # fmt: skip
+    if args.retrain_seeds:
+        keys += ("improve_retrained_test_macro_f1", "tune_tpe_retrained_test_macro_f1")
     ahead = sum(1 for r in rows if r["tune_tpe_test_macro_f1"] is not None
                 and r["improve_test_macro_f1"] >= r["tune_tpe_test_macro_f1"])  # fmt: skip
+    retrained_ahead = sum(1 for r in rows if "tune_tpe_retrained_test_macro_f1" in r
+                          and r["improve_retrained_test_macro_f1"] >= r["tune_tpe_retrained_test_macro_f1"])  # fmt: skip
     print(json.dumps({
         "benchmark": "improve", "quick": args.quick, "model": "tiny-bert" if args.quick else "minilm",
         "data": f"demo: {args.train_rows} train rows (25% held out for validation, a different stratified "
                 f"split per repeat), {args.test_rows} test", "max_length": args.max_length,
         "precision": args.precision, "start": STOCK_TRAIN, "budget": args.budget, "improve_seeds": args.seeds,
         "repeats": args.repeats, **{f"mean_{k}": mean(rows, k) for k in keys},
-        "improve_at_least_tpe_on_test": f"{ahead}/{len(rows)}", "per_repeat": rows,
+        "improve_at_least_tpe_on_test": f"{ahead}/{len(rows)}",
+        "improve_at_least_tpe_retrained": f"{retrained_ahead}/{len(rows)}" if args.retrain_seeds else None,
+        "per_repeat": rows,
     }))  # fmt: skip
 
 
