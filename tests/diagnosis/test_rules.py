@@ -133,16 +133,23 @@ def test_overfitting_cuts_training_at_the_kept_epoch_when_the_metric_kept_improv
         {"train_loss": 0.9 - 0.15 * i, "val_loss": loss, "val_loss_se": 0.03, "val_macro_f1": f1}
         for i, (loss, f1) in enumerate(zip(losses, f1s, strict=True))
     ]
-    found = only(diagnose_data(make_run(epochs=epochs)), "training.overfitting")
+    run = make_run(epochs=epochs)
+    found = only(diagnose_data(run), "training.overfitting")
     assert found.evidence["best_val_loss_epoch"] == 2 and found.evidence["kept_epoch_by_val_macro_f1"] == 4
-    assert found.config_patch == {"train.epochs": 4, "train.weight_decay": 0.1}
-    assert "still improved until epoch 4" in found.recommendation
-    # the metric best at the last epoch: keep the epochs, only regularise
-    epochs[-1]["val_macro_f1"] = 0.45
-    found = only(diagnose_data(make_run(epochs=epochs)), "training.overfitting")
-    assert found.config_patch == {"train.weight_decay": 0.1}
-    assert "Keep train.epochs" in found.recommendation
+    # regularise, and train 1.5x longer: a regularised model fits more slowly
+    assert found.config_patch == {"train.epochs": 9, "train.weight_decay": 0.1}
+    assert "still improved until epoch 4" in found.recommendation and "9 epochs" in found.recommendation
     assert_valid_patch(found)
+    # nothing left to regularise with (weight decay and dropout at their highest): cut at the kept epoch
+    run.recipe["train"]["weight_decay"] = 0.1
+    run.recipe["model"] = {"name": "minilm", "dropout": 0.3}
+    found = only(diagnose_data(run), "training.overfitting")
+    assert found.config_patch == {"train.epochs": 4}
+    # the classic case (the metric best where the loss is): cut at the loss minimum and regularise
+    for e, f1 in zip(epochs, [0.26, 0.45, 0.40, 0.38, 0.37, 0.36], strict=True):
+        e["val_macro_f1"] = f1
+    found = only(diagnose_data(make_run(epochs=epochs)), "training.overfitting")
+    assert found.config_patch == {"train.epochs": 2, "train.weight_decay": 0.1}
 
 
 def test_rising_validation_loss_within_noise_is_not_overfitting() -> None:
