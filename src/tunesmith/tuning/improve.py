@@ -239,7 +239,7 @@ def improve(
             ):
                 other["reason"] = (
                     f"significantly better, but by less than the accepted change ({row['gain']:+.4f}); "
-                    "retried on top of it next round"
+                    "carried over, to be retried on top of it next round"
                 )
         # Greedy forward selection: a change that also helped is tried again on top of the accepted one
         carried = [
