@@ -161,3 +161,5 @@ def test_a_significant_runner_up_is_retried_on_top_of_the_accepted_change(
     assert report["best"]["patch"] == {"train.lr": 1e-2, "train.class_weights": True}
     assert report["best"]["score"] > report["chain"][0]["score"] > report["start"]["score"]
     assert report["trainings"] == 4 and "no finding proposed" in report["stop_reason"]
+    html = (tmp_path / "runs" / "toy" / "improve" / "improve.html").read_text()
+    assert "significant in round 1 too, retried: training.p1" in html
