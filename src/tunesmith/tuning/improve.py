@@ -216,12 +216,15 @@ def improve(
         comparisons = [imp.compare(baseline, v) for _, v in results]
         adjusted = holm([c["p"] for c in comparisons]) if comparisons else []
         winner: tuple[dict[str, Any], Scored, dict[str, Any]] | None = None
+        significant: list[dict[str, Any]] = []
         for (c, variant), stats, p_holm in zip(results, comparisons, adjusted, strict=True):
             stats["p_holm"] = p_holm
             better = stats["gain"] > 0 and p_holm < alpha
             row = {**_public(c), **stats, "status": "rejected"}
             row["reason"] = _why(stats, alpha) if not better else "significantly better"
             entry["candidates"].append(row)
+            if better:
+                significant.append(row)
             if better and (winner is None or stats["gain"] > winner[2]["gain"]):
                 winner = (c, variant, row)
         entry["trainings"] = len(imp.trainings)
@@ -231,24 +234,14 @@ def improve(
             break
         c, variant, row = winner
         row["status"] = "accepted"
-        for other in entry["candidates"]:
-            if (
-                other is not row
-                and other.get("status") == "rejected"
-                and other["reason"] == "significantly better"
-            ):
-                other["reason"] = (
-                    f"significantly better, but by less than the accepted change ({row['gain']:+.4f}); "
-                    "carried over, to be retried on top of it next round"
-                )
+        runners_up = [other for other in significant if other is not row]
+        for other in runners_up:
+            other["reason"] = (
+                f"significantly better, but by less than the accepted change ({row['gain']:+.4f}); "
+                "carried over, to be retried on top of it next round"
+            )
         # Greedy forward selection: a change that also helped is tried again on top of the accepted one
-        carried = [
-            {"patch": o["patch"], "findings": o["findings"]}
-            for o in entry["candidates"]
-            if o is not row
-            and o.get("status") == "rejected"
-            and o["reason"].startswith("significantly better")
-        ]
+        carried = [{"patch": o["patch"], "findings": o["findings"]} for o in runners_up]
         chain.append({"round": number, "patch": c["patch"], "findings": c["findings"], "key": c["key"],
                       "gain": row["gain"], "ci": row["ci"], "p_holm": row["p_holm"], "score": row["score"],
                       "test_score": row["test_score"], "carried": bool(c.get("carried"))})  # fmt: skip
