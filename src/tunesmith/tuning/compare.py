@@ -99,11 +99,10 @@ def run_unit(recipe: Recipe, *, quiet: bool, isolate: bool) -> Path:
             raise RuntimeError(
                 f"the run in {run_dir} failed in its own process (exit code {process.exitcode})"
             )
-        discard_checkpoints(run_dir)
-        return run_dir
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    run(recipe, overwrite=True, quiet=quiet)
+    else:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        run(recipe, overwrite=True, quiet=quiet)
     discard_checkpoints(run_dir)  # a finished unit is reused from metrics.json, never resumed
     return run_dir
 
