@@ -140,6 +140,10 @@ def test_overfitting_cuts_training_at_the_kept_epoch_when_the_metric_kept_improv
     assert found.config_patch == {"train.epochs": 9, "train.weight_decay": 0.1}
     assert "still improved until epoch 4" in found.recommendation and "9 epochs" in found.recommendation
     assert_valid_patch(found)
+    # early stopping ended a run planned for 20 epochs after 6: longer means longer than planned
+    planned = make_run(epochs=epochs, recipe={"train": {"epochs": 20}})
+    assert only(diagnose_data(planned), "training.overfitting").config_patch == {
+        "train.epochs": 30, "train.weight_decay": 0.1}  # fmt: skip
     # nothing left to regularise with (weight decay and dropout at their highest): cut at the kept epoch
     run.recipe["train"]["weight_decay"] = 0.1
     run.recipe["model"] = {"name": "minilm", "dropout": 0.3}

@@ -106,7 +106,8 @@ def overfitting(data: RunData) -> list[Finding]:
         # Srivastava et al. 2014), so with it the run trains 1.5x longer; the best epoch is kept, so that
         # costs time, not quality. Without a regulariser left to raise, the cut goes to the kept epoch.
         evidence[f"kept_epoch_by_val_{metric}"] = kept
-        longer = math.ceil(1.5 * len(points))
+        planned = data.setting("train.epochs")  # more than ran when early stopping ended the run
+        longer = math.ceil(1.5 * max(int(planned) if finite(planned) else 0, len(points)))
         patch = ({"train.epochs": longer} | regularise) if regularise else {"train.epochs": kept}
         advice = (f"{metric} still improved until epoch {kept}, the epoch kept: the loss grows from "
                   "overconfidence. " + (f"Regularise and train longer ({longer} epochs), as a regularised "
