@@ -12,7 +12,7 @@ method's final recipe (improve's best.yaml, TPE's best trial's parameters) is tr
 --retrain-seeds seeds that neither saw, on the same split: the test score a user of that recipe gets,
 without the luck of the one seed it was picked on. Prints one JSON line.
 
-    python benchmarks/improve.py                                # the README figures (about 40 min)
+    python benchmarks/improve.py                                # the README figures (about 45 min a repeat here)
     python benchmarks/improve.py --quick                        # a check of the script (tiny BERT)
 """
 
