@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--out", default=None, help="runs directory (default: a temporary one)")
     args = parser.parse_args()
+    if args.retrain_seeds < 0:
+        parser.error(f"--retrain-seeds: must be 0 (skip) or more; got {args.retrain_seeds}")
     logging.basicConfig(level=logging.WARNING)
 
     with tempfile.TemporaryDirectory() as tmp:
