@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.tuning.compare_stats import UnitRun
-from tunesmith.tuning.improve import Improver, Scored, improve, recipe_key
+from tunesmith.tuning.improve import Improver, Scored, best_model, improve, recipe_key
 from tunesmith.tuning.space import base_data
 
 
@@ -61,6 +61,12 @@ def test_improve_accepts_the_lr_patch_within_budget_and_reuses_runs(
     assert "budget" in report["stop_reason"] and len(report["rounds"]) == 1
     best = yaml.safe_load((root / "best.yaml").read_text())
     assert best["train"]["lr"] == accepted["patch"]["train.lr"]
+    model = report["best"]["model"]  # the trained model handed over: the best recipe's only seed here
+    assert model["seed"] == 42 and model["score"] == report["best"]["score"]
+    assert Path(model["model_dir"]).is_dir() and str(Path(model["model_dir"]).parent).endswith(
+        accepted["key"] + "/seed-42"
+    )
+    assert "bestmodel:" + model["model_dir"] in "".join(result.output.split())  # rich wraps long paths
     html = (root / "improve.html").read_text()
     assert "Accepted changes" in html and "training.collapsed_predictions" in html
 
@@ -163,3 +169,12 @@ def test_a_significant_runner_up_is_retried_on_top_of_the_accepted_change(
     assert report["trainings"] == 4 and "no finding proposed" in report["stop_reason"]
     html = (tmp_path / "runs" / "toy" / "improve" / "improve.html").read_text()
     assert "significant in round 1 too, retried: training.p1" in html
+
+
+def test_best_model_is_the_final_recipes_seed_with_the_best_validation_score() -> None:
+    per_seed = [{"seed": 42, "run_dir": "r/seed-42", "score": 0.41, "test_score": 0.45},
+                {"seed": 43, "run_dir": "r/seed-43", "score": 0.47, "test_score": 0.40}]  # fmt: skip
+    model = best_model(Scored("k", [], 0.425, per_seed))
+    assert model is not None and model["seed"] == 43 and model["model_dir"] == str(Path("r/seed-43/model"))
+    assert model["test_score"] == 0.40  # reported as it is, never used to pick
+    assert best_model(Scored("k", [], None)) is None

@@ -50,6 +50,7 @@ class Scored:
     key: str
     runs: list[UnitRun]
     test: float | None  # mean test score over seeds (None without a test split)
+    per_seed: list[dict[str, Any]] = field(default_factory=list)  # seed, run_dir, score, test_score
 
     @property
     def mean(self) -> float:
@@ -81,6 +82,7 @@ class Improver:
         key = recipe_key(data)
         runs: list[UnitRun] = []
         tests: list[float] = []
+        per_seed: list[dict[str, Any]] = []
         for seed in self.seed_list:
             unit = json.loads(json.dumps(data))
             unit["train"]["seed"] = seed
@@ -93,9 +95,12 @@ class Improver:
             scored, metrics = collect(run_dir, seed, self.metric, SPLIT)
             runs += scored
             self.num_classes = len(metrics["labels"])
-            if metrics.get("test"):
-                tests.append(float(metrics["test"][self.metric]))
-        return Scored(key, runs, float(np.mean(tests)) if tests else None)
+            test = float(metrics["test"][self.metric]) if metrics.get("test") else None
+            if test is not None:
+                tests.append(test)
+            per_seed.append({"seed": seed, "run_dir": str(run_dir), "score": float(np.mean([r.score for r in scored])),
+                             "test_score": test})  # fmt: skip
+        return Scored(key, runs, float(np.mean(tests)) if tests else None, per_seed)
 
     def proposals(
         self,
@@ -252,6 +257,15 @@ def improve(
     return _write(imp, recipe, source, start, baseline, data, chain, history, stop)
 
 
+def best_model(scored: Scored) -> dict[str, Any] | None:
+    """The trained model to hand over: the final recipe's run with the best validation score (as `tune`
+    hands over its best trial's). Its validation score is picked, so optimistic; its test score is not."""
+    if not scored.per_seed:
+        return None
+    run = max(scored.per_seed, key=lambda r: r["score"])
+    return {**run, "model_dir": str(Path(run["run_dir"]) / "model")}
+
+
 def _public(c: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in c.items() if k != "data"}
 
@@ -279,7 +293,7 @@ def _write(
         "recipe": source, "recipe_name": recipe.output.name, "metric": imp.metric, "split": SPLIT,
         "seeds": imp.seed_list, "alpha": imp.alpha, "budget": imp.budget, "trainings": len(imp.trainings),
         "start": start, "best": {"key": baseline.key, "score": baseline.mean, "test_score": baseline.test,
-                                 "patch": patch, "recipe": str(imp.root / "best.yaml")},
+                                 "patch": patch, "recipe": str(imp.root / "best.yaml"), "model": best_model(baseline)},
         "chain": chain, "rounds": history, "stop_reason": stop, "runs_dir": str(imp.root / "runs"),
     }  # fmt: skip
     imp.root.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from tunesmith.report.html import patch_overrides
 from tunesmith.tuning.commands import OverridesArg, QuietOpt, RecipeArg
+from tunesmith.tuning.improve_page import describe_model
 
 console = Console()
 
@@ -61,5 +62,7 @@ def improve(
     )
     console.print(f"validation {metric}: {start['score']:.4f} -> {best['score']:.4f}{test}", markup=False)
     console.print(f"stopped: {report['stop_reason']}", markup=False)
-    console.print(f"best recipe: {best['recipe']}\npage: {Path(report['runs_dir']).parent / 'improve.html'}",
-                  markup=False)  # fmt: skip
+    console.print(f"best recipe: {best['recipe']}", markup=False)
+    if best.get("model"):
+        console.print(f"best model: {describe_model(best['model'], metric)}", markup=False)
+    console.print(f"page: {Path(report['runs_dir']).parent / 'improve.html'}", markup=False)

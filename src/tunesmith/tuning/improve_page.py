@@ -21,6 +21,12 @@ def _proposed(change: dict[str, Any], round_number: int) -> str:
     )
 
 
+def describe_model(model: dict[str, Any], metric: str) -> str:
+    """The handed-over model: where it is and how it scored (its validation score is the picked one)."""
+    test = f", test {metric} {model['test_score']:.4f}" if model.get("test_score") is not None else ""
+    return f"{model['model_dir']} (seed {model['seed']}: validation {metric} {model['score']:.4f}{test})"
+
+
 def chain_spec(report: dict[str, Any]) -> Spec:
     """Validation score of the start and after each accepted change (test beside it where there is one)."""
     steps = ["start"] + [f"round {c['round']}: {patch_overrides(c['patch'])}" for c in report["chain"]]
@@ -43,6 +49,7 @@ def render_improve_page(target: Path, report: dict[str, Any]) -> Path:
         f"best test {metric}": best["test_score"], "accepted changes": len(report["chain"]),
         "trainings": f"{report['trainings']} of {report['budget']}", "seeds": report["seeds"],
         "stopped because": report["stop_reason"], "best recipe": best["recipe"],
+        "best model": describe_model(best["model"], metric) if best.get("model") else "—",
         "all changes": patch_overrides(best["patch"]) if best["patch"] else "none",
     }  # fmt: skip
     chain_rows = [[c["round"], patch_overrides(c["patch"]), _proposed(c, c["round"]), c["gain"], _ci(c["ci"]),
