@@ -152,6 +152,11 @@ def mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
+def at_least(rows: list[dict[str, Any]], ours: str, theirs: str) -> int:
+    """Repetitions where improve's `ours` is at least TPE's `theirs` (those without TPE's not counted)."""
+    return sum(1 for r in rows if r.get(theirs) is not None and r[ours] >= r[theirs])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny random BERT: checks the script")
@@ -188,12 +193,9 @@ def main() -> None:
             "improve_val_macro_f1", "tune_tpe_val_macro_f1")  # fmt: skip
     if args.retrain_seeds:
         keys += ("improve_retrained_test_macro_f1", "tune_tpe_retrained_test_macro_f1")
-    ahead = sum(1 for r in rows if r["tune_tpe_test_macro_f1"] is not None
-                and r["improve_test_macro_f1"] >= r["tune_tpe_test_macro_f1"])  # fmt: skip
-    model_ahead = sum(1 for r in rows if r["tune_tpe_test_macro_f1"] is not None
-                      and r["improve_best_model_test_macro_f1"] >= r["tune_tpe_test_macro_f1"])  # fmt: skip
-    retrained_ahead = sum(1 for r in rows if "tune_tpe_retrained_test_macro_f1" in r
-                          and r["improve_retrained_test_macro_f1"] >= r["tune_tpe_retrained_test_macro_f1"])  # fmt: skip
+    ahead = at_least(rows, "improve_test_macro_f1", "tune_tpe_test_macro_f1")
+    model_ahead = at_least(rows, "improve_best_model_test_macro_f1", "tune_tpe_test_macro_f1")
+    retrained_ahead = at_least(rows, "improve_retrained_test_macro_f1", "tune_tpe_retrained_test_macro_f1")
     print(json.dumps({
         "benchmark": "improve", "quick": args.quick, "model": "tiny-bert" if args.quick else "minilm",
         "data": f"demo: {args.train_rows} train rows (25% held out for validation, a different stratified "

@@ -120,7 +120,7 @@ def test_proposals_put_retried_runners_up_first_then_the_most_supported(
     runner_up = {"patch": {"train.class_weights": True}, "findings": [{"id": "training.d", "title": "D"}]}
     carried_again = {"patch": {"train.lr": 1e-3}, "findings": [{"id": "training.e", "title": "E"}]}
 
-    found = imp.proposals(data, Scored(key, [], None), tried=set(), carried=[runner_up])
+    found = imp.proposals(data, Scored(key, []), tried=set(), carried=[runner_up])
     assert [c["patch"] for c in found] == [{"train.class_weights": True}, {"train.lr": 1e-3},
                                            {"train.weight_decay": 0.1}]  # fmt: skip
     assert found[0]["carried"] and not any(c.get("carried") for c in found[1:])
@@ -128,7 +128,7 @@ def test_proposals_put_retried_runners_up_first_then_the_most_supported(
     assert all("support" not in c for c in found)
     # a carried patch that makes an already-tried recipe is not run again; nor one equal to the baseline
     tried = {found[0]["key"]}
-    again = imp.proposals(data, Scored(key, [], None), tried=tried, carried=[runner_up, carried_again])
+    again = imp.proposals(data, Scored(key, []), tried=tried, carried=[runner_up, carried_again])
     assert [c["patch"] for c in again] == [{"train.lr": 1e-3}, {"train.weight_decay": 0.1}]
     assert again[0]["carried"]
     assert {f["id"] for f in again[0]["findings"]} == {"training.e", "training.b", "training.c"}
@@ -155,7 +155,7 @@ def test_a_significant_runner_up_is_retried_on_top_of_the_accepted_change(
         found = [{"id": f"training.p{i}", "title": f"P{i}", "config_patch": p} for i, p in enumerate(patches)]
         _write_findings(imp, key, [found])
         imp.num_classes = 3
-        return Scored(key, [UnitRun("seed 42", float(np.mean(y_pred == y_true)), y_true, y_pred)], None)
+        return Scored(key, [UnitRun("seed 42", float(np.mean(y_pred == y_true)), y_true, y_pred)])
 
     monkeypatch.setattr(Improver, "train", fake_train)
     recipe_dict["eval"]["metric"] = "accuracy"
@@ -174,7 +174,8 @@ def test_a_significant_runner_up_is_retried_on_top_of_the_accepted_change(
 def test_best_model_is_the_final_recipes_seed_with_the_best_validation_score() -> None:
     per_seed = [{"seed": 42, "run_dir": "r/seed-42", "score": 0.41, "test_score": 0.45},
                 {"seed": 43, "run_dir": "r/seed-43", "score": 0.47, "test_score": 0.40}]  # fmt: skip
-    model = best_model(Scored("k", [], 0.425, per_seed))
+    model = best_model(Scored("k", [], per_seed))
     assert model is not None and model["seed"] == 43 and model["model_dir"] == str(Path("r/seed-43/model"))
     assert model["test_score"] == 0.40  # reported as it is, never used to pick
-    assert best_model(Scored("k", [], None)) is None
+    assert best_model(Scored("k", [])) is None
+    assert Scored("k", [], per_seed).test == pytest.approx(0.425) and Scored("k", []).test is None

@@ -49,12 +49,17 @@ def recipe_key(data: dict[str, Any]) -> str:
 class Scored:
     key: str
     runs: list[UnitRun]
-    test: float | None  # mean test score over seeds (None without a test split)
     per_seed: list[dict[str, Any]] = field(default_factory=list)  # seed, run_dir, score, test_score
 
     @property
     def mean(self) -> float:
         return float(np.mean([r.score for r in self.runs]))
+
+    @property
+    def test(self) -> float | None:
+        """Mean test score over seeds (None without a test split)."""
+        tests = [r["test_score"] for r in self.per_seed if r["test_score"] is not None]
+        return float(np.mean(tests)) if tests else None
 
 
 @dataclass
@@ -81,7 +86,6 @@ class Improver:
         """Run (or reuse) the recipe on every seed; score each run on the validation split."""
         key = recipe_key(data)
         runs: list[UnitRun] = []
-        tests: list[float] = []
         per_seed: list[dict[str, Any]] = []
         for seed in self.seed_list:
             unit = json.loads(json.dumps(data))
@@ -96,11 +100,9 @@ class Improver:
             runs += scored
             self.num_classes = len(metrics["labels"])
             test = float(metrics["test"][self.metric]) if metrics.get("test") else None
-            if test is not None:
-                tests.append(test)
             per_seed.append({"seed": seed, "run_dir": str(run_dir), "score": float(np.mean([r.score for r in scored])),
                              "test_score": test})  # fmt: skip
-        return Scored(key, runs, float(np.mean(tests)) if tests else None, per_seed)
+        return Scored(key, runs, per_seed)
 
     def proposals(
         self,
