@@ -142,6 +142,9 @@ def one_repeat(args: argparse.Namespace, out: Path, model: str, repeat: int) -> 
         "improve_changes": [c["patch"] for c in report["chain"]], "improve_stop": report["stop_reason"],
         "improve_tried": [[r["round"], c["patch"], c["status"], c.get("gain") and round(c["gain"], 4)]
                           for r in report["rounds"] for c in r["candidates"]],
+        # why improve stopped where it did: the gain it could not decide and the data that would decide it
+        "improve_undecided": {k: report["undecided"]["evidence"][k] for k in ("patch", "gain", "half_width",
+                              "validation_examples", "examples_needed")} if report["undecided"] else None,
         "tune_best_params": tune_best["params"] if tune_best else None,
         "improve_s": round(improve_s, 1), "tune_s": round(tune_s, 1), **fresh,
     }  # fmt: skip

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from tunesmith.cli import app
 from tunesmith.config.loader import recipe_from_dict
 from tunesmith.tuning.compare_stats import UnitRun
-from tunesmith.tuning.improve import Improver, Scored, best_model, improve, recipe_key
+from tunesmith.tuning.improve import Improver, Scored, best_model, improve, recipe_key, undecided_finding
 from tunesmith.tuning.space import base_data
 
 
@@ -179,3 +179,68 @@ def test_best_model_is_the_final_recipes_seed_with_the_best_validation_score() -
     assert model["test_score"] == 0.40  # reported as it is, never used to pick
     assert best_model(Scored("k", [])) is None
     assert Scored("k", [], per_seed).test == pytest.approx(0.425) and Scored("k", []).test is None
+
+
+def test_a_gain_too_small_to_decide_names_the_validation_size_that_would(
+    tmp_path: Path, recipe_dict: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only change gains a little on 200 validation examples, with its own noise: not significant. The
+    stop says so with the evidence (gain, CI half-width) and the examples a decision would need, in
+    improve.json, improve.html and the CLI."""
+    rng = np.random.default_rng(1)
+    y_true = rng.integers(0, 3, 200)
+
+    def fake_train(imp: Improver, data: dict[str, Any]) -> Scored:
+        patched = data["train"]["weight_decay"] == 0.1
+        draws = np.random.default_rng(int(patched)).random(200)  # each recipe errs on its own examples
+        y_pred = np.where(draws < (0.62 if patched else 0.6), y_true, (y_true + 1) % 3)
+        key = recipe_key(data)
+        for seed in imp.seed_list:
+            imp.trainings.add((key, seed))
+        found = [{"id": "training.p", "title": "P", "config_patch": {"train.weight_decay": 0.1}}]
+        _write_findings(imp, key, [[] if patched else found])
+        imp.num_classes, imp.examples = 3, len(y_true)
+        return Scored(key, [UnitRun("seed 42", float(np.mean(y_pred == y_true)), y_true, y_pred)])
+
+    monkeypatch.setattr(Improver, "train", fake_train)
+    recipe_dict["eval"]["metric"] = "accuracy"
+    recipe_dict["data"]["validation_split"] = 0.2  # 200 of 1000 rows
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe_dict))
+    result = CliRunner().invoke(app, ["improve", str(path), "--seeds", "1", "--budget", "10", "--quiet"])
+    assert result.exit_code == 0, result.output
+    root = tmp_path / "runs" / "toy" / "improve"
+    report = json.loads((root / "improve.json").read_text())
+    assert report["chain"] == [] and "no change was significantly better" in report["stop_reason"]
+    gain = report["rounds"][0]["candidates"][0]["gain"]
+    undecided = report["undecided"]
+    evidence = undecided["evidence"]
+    assert undecided["id"] == "improve.undecided" and evidence["patch"] == {"train.weight_decay": 0.1}
+    assert 0 < gain == evidence["gain"] < evidence["half_width"]
+    assert evidence["examples_needed"] == pytest.approx(200 * (evidence["half_width"] / gain) ** 2, abs=1)
+    assert evidence["examples_needed"] > 500  # more than half of the 1000 rows: no split can decide it
+    assert undecided["config_patch"] is None and "data.validation file" in undecided["recommendation"]
+    assert 'data-finding="improve.undecided"' in (root / "improve.html").read_text()
+    assert f"undecided: {undecided['title']}" in " ".join(result.output.split())
+
+
+def test_undecided_proposes_a_validation_split_when_the_rows_hold_enough() -> None:
+    candidates = [
+        {"status": "rejected", "patch": {"train.lr": 1e-4}, "gain": 0.05, "ci": [-0.01, 0.11], "p_holm": 0.2},
+        {
+            "status": "rejected",
+            "patch": {"train.epochs": 9},
+            "gain": -0.01,
+            "ci": [-0.07, 0.05],
+            "p_holm": 1.0,
+        },
+        {"status": "skipped", "patch": {"model.dropout": 0.2}},
+    ]
+    finding = undecided_finding(candidates, 150, 2, {"validation": None, "validation_split": 0.25})
+    assert finding is not None and finding["evidence"]["patch"] == {"train.lr": 1e-4}
+    assert finding["evidence"]["examples_needed"] == 216  # 150 * (0.06 / 0.05) ** 2
+    assert finding["config_patch"] == {"data.validation_split": 0.36}  # 216 of the 600 rows
+    with_file = undecided_finding(candidates, 150, 2, {"validation": "val.csv", "validation_split": 0.15})
+    assert with_file is not None and with_file["config_patch"] is None
+    assert "data.validation file of about 216 examples" in with_file["recommendation"]
+    assert undecided_finding(candidates[1:], 150, 2, {"validation": None, "validation_split": 0.25}) is None

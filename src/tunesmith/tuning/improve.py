@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import numpy as np
 from tunesmith.config.loader import apply_overrides, recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
 from tunesmith.errors import UserError
+from tunesmith.findings import Finding
 from tunesmith.outputs import resolve_run_dir, write_json
 from tunesmith.tasks.registry import make_task
 from tunesmith.tuning.compare import collect, run_unit
@@ -73,6 +75,7 @@ class Improver:
     root: Path = field(init=False)
     trainings: set[tuple[str, int]] = field(default_factory=set)  # distinct (recipe, seed) units so far
     num_classes: int = 0
+    examples: int = 0  # validation examples each run is scored on
 
     def __post_init__(self) -> None:
         self.root = resolve_run_dir(self.base.output) / "improve"
@@ -99,6 +102,7 @@ class Improver:
             scored, metrics = collect(run_dir, seed, self.metric, SPLIT)
             runs += scored
             self.num_classes = len(metrics["labels"])
+            self.examples = len(scored[0].y_true)
             test = float(metrics["test"][self.metric]) if metrics.get("test") else None
             per_seed.append({"seed": seed, "run_dir": str(run_dir), "score": float(np.mean([r.score for r in scored])),
                              "test_score": test})  # fmt: skip
@@ -202,6 +206,7 @@ def improve(
     history: list[dict[str, Any]] = []
     stop = f"the {rounds} round(s) are done"
     carried: list[dict[str, Any]] = []  # last round's significant runners-up, retried on the new baseline
+    undecided: dict[str, Any] | None = None
     for number in range(1, rounds + 1):
         candidates = imp.proposals(data, baseline, tried, carried)
         entry: dict[str, Any] = {"round": number, "baseline": {"key": baseline.key, "score": baseline.mean,
@@ -238,6 +243,7 @@ def improve(
         if winner is None:
             stop = "no change was significantly better than the baseline" if results else (
                 f"the budget of {budget} trainings is spent")  # fmt: skip
+            undecided = undecided_finding(entry["candidates"], imp.examples, imp.seeds, data["data"])
             break
         c, variant, row = winner
         row["status"] = "accepted"
@@ -256,7 +262,61 @@ def improve(
         if len(imp.trainings) + seeds > budget:
             stop = f"the budget of {budget} trainings is spent"
             break
-    return _write(imp, recipe, source, start, baseline, data, chain, history, stop)
+    return _write(imp, recipe, source, start, baseline, data, chain, history, stop, undecided)
+
+
+def undecided_finding(
+    candidates: list[dict[str, Any]], examples: int, seeds: int, data_section: dict[str, Any]
+) -> dict[str, Any] | None:
+    """When the last round's best change gained on validation but not significantly: a Finding (as a dict)
+    with how wide a gain this validation split can resolve and how many examples the gain would need."""
+    gained = [c for c in candidates if c.get("status") == "rejected" and c.get("ci") and c["gain"] > 0]
+    if not gained or examples < 1:
+        return None
+    best = max(gained, key=lambda c: c["gain"])
+    half_width = (best["ci"][1] - best["ci"][0]) / 2
+    # The examples' share of the CI narrows as 1/sqrt(n); the seeds' share does not, so this is a floor.
+    needed = math.ceil(examples * (half_width / best["gain"]) ** 2)
+    change = ", ".join(f"{k}={v}" for k, v in best["patch"].items())
+    patch: dict[str, Any] | None = None
+    if data_section.get("validation"):
+        where = f"a data.validation file of about {needed} examples (it has {examples})"
+    else:
+        share = float(data_section["validation_split"])
+        total = round(examples / share)
+        if needed <= total // 2:  # holding out more than half would starve the training split
+            patch = {"data.validation_split": math.ceil(100 * needed / total) / 100}
+            where = (f"data.validation_split {patch['data.validation_split']:g} (now {share:g}: {examples} of "
+                     f"{total} rows; a larger share also trains on fewer)")  # fmt: skip
+        else:
+            where = (f"about {needed} labelled validation examples in a data.validation file: more than the "
+                     f"{total} rows of the training file hold")  # fmt: skip
+    return Finding(
+        id="improve.undecided",
+        stage="improve",
+        severity="info",
+        title=(
+            f"Too few validation examples to decide {change}: it gained {best['gain']:+.4f}, within the "
+            f"±{half_width:.4f} this split resolves"
+        ),  # fmt: skip
+        evidence={
+            "patch": best["patch"],
+            "gain": best["gain"],
+            "ci": best["ci"],
+            "p_holm": best["p_holm"],
+            "half_width": half_width,
+            "validation_examples": examples,
+            "seeds": seeds,
+            "examples_needed": needed,
+        },  # fmt: skip
+        recommendation=(
+            f"A gain this small needs about {needed} validation examples to be told from noise "
+            f"(the CI narrows as 1/sqrt(examples)): {where}, then run improve again; more seeds "
+            f"(--seeds {seeds + 2}) narrow only the seeds' share. Until then the baseline stays: "
+            "the change may help, but this data cannot show it."
+        ),  # fmt: skip
+        config_patch=patch,
+    ).to_dict()
 
 
 def best_model(scored: Scored) -> dict[str, Any] | None:
@@ -282,7 +342,7 @@ def _why(stats: dict[str, Any], alpha: float) -> str:
 
 def _write(
     imp: Improver, recipe: Recipe, source: str, start: dict[str, Any], baseline: Scored, data: dict[str, Any],
-    chain: list[dict[str, Any]], history: list[dict[str, Any]], stop: str,
+    chain: list[dict[str, Any]], history: list[dict[str, Any]], stop: str, undecided: dict[str, Any] | None,
 ) -> dict[str, Any]:  # fmt: skip
     from tunesmith.tuning.improve_page import render_improve_page
 
@@ -296,7 +356,8 @@ def _write(
         "seeds": imp.seed_list, "alpha": imp.alpha, "budget": imp.budget, "trainings": len(imp.trainings),
         "start": start, "best": {"key": baseline.key, "score": baseline.mean, "test_score": baseline.test,
                                  "patch": patch, "recipe": str(imp.root / "best.yaml"), "model": best_model(baseline)},
-        "chain": chain, "rounds": history, "stop_reason": stop, "runs_dir": str(imp.root / "runs"),
+        "chain": chain, "rounds": history, "stop_reason": stop, "undecided": undecided,
+        "runs_dir": str(imp.root / "runs"),
     }  # fmt: skip
     imp.root.mkdir(parents=True, exist_ok=True)
     (imp.root / "best.yaml").write_text(recipe_to_yaml(best))

@@ -62,6 +62,9 @@ def improve(
     )
     console.print(f"validation {metric}: {start['score']:.4f} -> {best['score']:.4f}{test}", markup=False)
     console.print(f"stopped: {report['stop_reason']}", markup=False)
+    if report.get("undecided"):
+        console.print(f"undecided: {report['undecided']['title']}", markup=False)
+        console.print(f"  {report['undecided']['recommendation']}", markup=False)
     console.print(f"best recipe: {best['recipe']}", markup=False)
     if best.get("model"):
         console.print(f"best model: {describe_model(best['model'], metric)}", markup=False)

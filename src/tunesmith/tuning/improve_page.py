@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tunesmith.findings import Finding
 from tunesmith.report.html import join, key_values, patch_overrides, plot, section, table, tag
+from tunesmith.report.sections import finding_card
 from tunesmith.tuning.pages import Spec, layout, page, write_page
 
 
@@ -75,6 +77,10 @@ def render_improve_page(target: Path, report: dict[str, Any]) -> Path:
             ["round", "change", "proposed by", "status", "gain", "95% CI", "p (Holm)", "why"], other_rows)
             if other_rows else tag("p", "None.")),
     ]  # fmt: skip
+    if report.get("undecided"):  # the stop had a gain too small for this split to decide: say how much data
+        body.insert(
+            1, section("undecided", "Undecided", finding_card(Finding.from_dict(report["undecided"])))
+        )
     return write_page(
         target, page(f"tunesmith improve · {report['recipe_name']}", body, {"chain": chain_spec(report)})
     )
