@@ -242,5 +242,6 @@ def test_undecided_proposes_a_validation_split_when_the_rows_hold_enough() -> No
     assert finding["config_patch"] == {"data.validation_split": 0.36}  # 216 of the 600 rows
     with_file = undecided_finding(candidates, 150, 2, {"validation": "val.csv", "validation_split": 0.15})
     assert with_file is not None and with_file["config_patch"] is None
-    assert "data.validation file of about 216 examples" in with_file["recommendation"]
+    assert "needs about 216 validation examples" in with_file["recommendation"]
+    assert "data.validation file of that size" in with_file["recommendation"]
     assert undecided_finding(candidates[1:], 150, 2, {"validation": None, "validation_split": 0.25}) is None

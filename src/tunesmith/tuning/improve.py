@@ -280,17 +280,21 @@ def undecided_finding(
     change = ", ".join(f"{k}={v}" for k, v in best["patch"].items())
     patch: dict[str, Any] | None = None
     if data_section.get("validation"):
-        where = f"a data.validation file of about {needed} examples (it has {examples})"
+        where = f"Give a data.validation file of that size (this one has {examples})"
     else:
         share = float(data_section["validation_split"])
         total = round(examples / share)
         if needed <= total // 2:  # holding out more than half would starve the training split
             patch = {"data.validation_split": math.ceil(100 * needed / total) / 100}
-            where = (f"data.validation_split {patch['data.validation_split']:g} (now {share:g}: {examples} of "
-                     f"{total} rows; a larger share also trains on fewer)")  # fmt: skip
+            where = (
+                f"Set data.validation_split to {patch['data.validation_split']:g} (now {share:g}: {examples} "
+                f"of {total} rows; a larger share also trains on fewer)"
+            )
         else:
-            where = (f"about {needed} labelled validation examples in a data.validation file: more than the "
-                     f"{total} rows of the training file hold")  # fmt: skip
+            where = (
+                f"Label a data.validation file of that size: it is more than the {total} rows the training "
+                "file holds"
+            )
     return Finding(
         id="improve.undecided",
         stage="improve",
@@ -298,7 +302,7 @@ def undecided_finding(
         title=(
             f"Too few validation examples to decide {change}: it gained {best['gain']:+.4f}, within the "
             f"±{half_width:.4f} this split resolves"
-        ),  # fmt: skip
+        ),
         evidence={
             "patch": best["patch"],
             "gain": best["gain"],
@@ -308,10 +312,10 @@ def undecided_finding(
             "validation_examples": examples,
             "seeds": seeds,
             "examples_needed": needed,
-        },  # fmt: skip
+        },
         recommendation=(
             f"A gain this small needs about {needed} validation examples to be told from noise "
-            f"(the CI narrows as 1/sqrt(examples)): {where}, then run improve again; more seeds "
+            f"(the CI narrows as 1/sqrt(examples)). {where}, then run improve again; more seeds "
             f"(--seeds {seeds + 2}) narrow only the seeds' share. Until then the baseline stays: "
             "the change may help, but this data cannot show it."
         ),  # fmt: skip
