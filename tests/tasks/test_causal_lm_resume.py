@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file
 
+from kill_resume import complete_steps, finish, history, kill_when, run_cli, strip_timing
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from test_causal_lm_task import _jsonl, _texts  # noqa: E402
-from test_resume import _cli, _complete_steps, _finish, _history, _kill_when, _strip  # noqa: E402
 
 
 def test_killed_causal_lm_run_resumes_bit_for_bit(tmp_path: Path, tiny_llama: Path) -> None:
@@ -33,14 +34,14 @@ def test_killed_causal_lm_run_resumes_bit_for_bit(tmp_path: Path, tiny_llama: Pa
             yaml.safe_dump({**base, "output": {"dir": str(tmp_path / "runs"), "name": name}})
         )
     ref_dir, run_dir = tmp_path / "runs" / "reference", tmp_path / "runs" / "killed"
-    _finish(_cli(paths["reference"]))
-    proc = _cli(paths["killed"])
-    _kill_when(proc, lambda: 4 in _complete_steps(run_dir))
-    _finish(_cli(paths["killed"], "--resume"))
+    finish(run_cli(paths["reference"]))
+    proc = run_cli(paths["killed"])
+    kill_when(proc, lambda: 4 in complete_steps(run_dir))
+    finish(run_cli(paths["killed"], "--resume"))
     ref = load_file(str(ref_dir / "model" / "adapter_model.safetensors"))
     got = load_file(str(run_dir / "model" / "adapter_model.safetensors"))
     assert ref.keys() == got.keys() and all(ref[k].equal(got[k]) for k in ref)
-    assert _strip(json.loads((run_dir / "metrics.json").read_text())) == _strip(
+    assert strip_timing(json.loads((run_dir / "metrics.json").read_text())) == strip_timing(
         json.loads((ref_dir / "metrics.json").read_text())
     )
-    assert _history(run_dir) == _history(ref_dir)
+    assert history(run_dir) == history(ref_dir)

@@ -27,6 +27,7 @@ from tunesmith.data.prepare import prepare_data
 from tunesmith.data.types import DataBundle
 from tunesmith.outputs import check_run_dir, holds_run, resolve_run_dir, write_json
 from tunesmith.training.callbacks.base import Callback
+from tunesmith.training.checkpoint import discard_checkpoints
 from tunesmith.tuning.stats import mean_std
 
 log = logging.getLogger(__name__)
@@ -133,6 +134,7 @@ def run_cv(
             again = resume and holds_run(fold_dir)
             metrics = run(fold_recipe, resume=again, overwrite=not again, quiet=quiet,
                           extra_callbacks=extra_callbacks).metrics  # fmt: skip
+        discard_checkpoints(fold_dir)  # a finished fold is reused from metrics.json, never resumed
         folds.append({"fold": i, "run_dir": str(fold_dir), **metrics})
     summary = summarise(folds)
     cv = {**info, "summary": summary,
