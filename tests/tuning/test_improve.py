@@ -236,12 +236,22 @@ def test_undecided_proposes_a_validation_split_when_the_rows_hold_enough() -> No
         },
         {"status": "skipped", "patch": {"model.dropout": 0.2}},
     ]
-    finding = undecided_finding(candidates, 150, 2, {"validation": None, "validation_split": 0.25})
+    finding = undecided_finding(candidates, 150, 2, 0.05, {"validation": None, "validation_split": 0.25})
     assert finding is not None and finding["evidence"]["patch"] == {"train.lr": 1e-4}
-    assert finding["evidence"]["examples_needed"] == 216  # 150 * (0.06 / 0.05) ** 2
-    assert finding["config_patch"] == {"data.validation_split": 0.36}  # 216 of the 600 rows
-    with_file = undecided_finding(candidates, 150, 2, {"validation": "val.csv", "validation_split": 0.15})
+    # half-width 0.06 at 95%, x z(1 - 0.05 / 4) / z(0.975) = 1.1436 for Holm over the 2 tested changes:
+    # 150 * (0.0686 / 0.05) ** 2 = 282.5
+    assert finding["evidence"]["half_width"] == pytest.approx(0.0686, abs=1e-4)
+    assert finding["evidence"]["examples_needed"] == 283
+    assert finding["config_patch"] == {"data.validation_split": 0.48}  # 283 of the 600 rows
+    with_file = undecided_finding(candidates, 150, 2, 0.05, {"validation": "v.csv", "validation_split": 0.15})
     assert with_file is not None and with_file["config_patch"] is None
-    assert "needs about 216 validation examples" in with_file["recommendation"]
+    assert "needs about 283 validation examples" in with_file["recommendation"]
     assert "data.validation file of that size" in with_file["recommendation"]
-    assert undecided_finding(candidates[1:], 150, 2, {"validation": None, "validation_split": 0.25}) is None
+    assert (
+        undecided_finding(candidates[1:], 150, 2, 0.05, {"validation": None, "validation_split": 0.25})
+        is None
+    )
+    # significant alone, not after Holm: the estimate never asks for fewer examples than there are
+    wide = [{**candidates[0], "gain": 0.07}, candidates[1]]
+    held = undecided_finding(wide, 150, 2, 0.05, {"validation": None, "validation_split": 0.25})
+    assert held is not None and held["evidence"]["examples_needed"] == 151

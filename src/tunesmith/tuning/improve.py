@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from tunesmith.config.loader import apply_overrides, recipe_from_dict, recipe_to_yaml
 from tunesmith.config.schema import Recipe
@@ -243,7 +244,7 @@ def improve(
         if winner is None:
             stop = "no change was significantly better than the baseline" if results else (
                 f"the budget of {budget} trainings is spent")  # fmt: skip
-            undecided = undecided_finding(entry["candidates"], imp.examples, imp.seeds, data["data"])
+            undecided = undecided_finding(entry["candidates"], imp.examples, seeds, alpha, data["data"])
             break
         c, variant, row = winner
         row["status"] = "accepted"
@@ -266,17 +267,21 @@ def improve(
 
 
 def undecided_finding(
-    candidates: list[dict[str, Any]], examples: int, seeds: int, data_section: dict[str, Any]
+    candidates: list[dict[str, Any]], examples: int, seeds: int, alpha: float, data_section: dict[str, Any]
 ) -> dict[str, Any] | None:
     """When the last round's best change gained on validation but not significantly: a Finding (as a dict)
     with how wide a gain this validation split can resolve and how many examples the gain would need."""
-    gained = [c for c in candidates if c.get("status") == "rejected" and c.get("ci") and c["gain"] > 0]
+    tested = [c for c in candidates if c.get("status") == "rejected" and c.get("ci")]
+    gained = [c for c in tested if c["gain"] > 0]
     if not gained or examples < 1:
         return None
     best = max(gained, key=lambda c: c["gain"])
-    half_width = (best["ci"][1] - best["ci"][0]) / 2
+    # The 95% CI's half-width, widened to the level Holm's first step asks of the smallest of m p-values
+    # (alpha / m; normal quantiles: an approximation of the bootstrap's, good enough for a sample size).
+    level = sps.norm.ppf(1 - alpha / (2 * len(tested))) / sps.norm.ppf(0.975)
+    half_width = level * (best["ci"][1] - best["ci"][0]) / 2
     # The examples' share of the CI narrows as 1/sqrt(n); the seeds' share does not, so this is a floor.
-    needed = math.ceil(examples * (half_width / best["gain"]) ** 2)
+    needed = max(examples + 1, math.ceil(examples * (half_width / best["gain"]) ** 2))
     change = ", ".join(f"{k}={v}" for k, v in best["patch"].items())
     patch: dict[str, Any] | None = None
     if data_section.get("validation"):
@@ -311,6 +316,7 @@ def undecided_finding(
             "half_width": half_width,
             "validation_examples": examples,
             "seeds": seeds,
+            "changes_tested": len(tested),
             "examples_needed": needed,
         },
         recommendation=(
@@ -318,7 +324,7 @@ def undecided_finding(
             f"(the CI narrows as 1/sqrt(examples)). {where}, then run improve again; more seeds "
             f"(--seeds {seeds + 2}) narrow only the seeds' share. Until then the baseline stays: "
             "the change may help, but this data cannot show it."
-        ),  # fmt: skip
+        ),
         config_patch=patch,
     ).to_dict()
 
