@@ -32,7 +32,7 @@ from tunesmith.audit.registry import CHECKS
 from tunesmith.audit.report import AuditReport
 from tunesmith.audit.text import is_empty, shorten
 from tunesmith.config.schema import AuditConfig
-from tunesmith.data.lm import IGNORE, Chat, detect_kind, encode_item, has_chat_template, parse_chat
+from tunesmith.data.lm import IGNORE, Chat, cell_text, detect_kind, encode_item, has_chat_template, parse_chat
 from tunesmith.data.messages import list_names
 from tunesmith.data.types import LABEL, ROW, TEXT, Table
 from tunesmith.errors import UserError
@@ -88,14 +88,14 @@ def read_lm_split(name: str, path: str, frame: pd.DataFrame, rows: list[int] | N
         )
     rows = list(range(len(frame))) if rows is None else rows
     if kind == "text":
-        texts = [_string(v) for v in frame["text"]]
+        texts = [cell_text(v) or "" for v in frame["text"]]
         return LMSplitRows(name, path, kind, rows, list(texts), [""] * len(texts), texts)
     if kind == "prompt-response":
         missing = [c for c in ("prompt", "response") if c not in columns]
         if missing:
             raise UserError(f"{src} has no '{missing[0]}' column; prompt/response data needs both.")
-        prompts = [_string(v) for v in frame["prompt"]]
-        responses = [_string(v) for v in frame["response"]]
+        prompts = [cell_text(v) or "" for v in frame["prompt"]]
+        responses = [cell_text(v) or "" for v in frame["response"]]
         items: list[str | Chat] = [
             [{"role": "user", "content": p}, {"role": "assistant", "content": r}]
             for p, r in zip(prompts, responses, strict=True)
@@ -107,12 +107,6 @@ def read_lm_split(name: str, path: str, frame: pd.DataFrame, rows: list[int] | N
     prompts = ["\n".join(m["content"] for m in c if m["role"] != "assistant") for c in chats]
     responses = ["\n".join(m["content"] for m in c if m["role"] == "assistant") for c in chats]
     return LMSplitRows(name, path, kind, rows, list(chats), prompts, responses)
-
-
-def _string(value: object) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return value if isinstance(value, str) else str(value)
 
 
 def run_lm_audit(

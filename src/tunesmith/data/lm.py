@@ -120,12 +120,12 @@ def lm_records(frame: pd.DataFrame, src: str = "data") -> LMRecords:
             )
     items: list[str | Chat] = []
     if kind == "text":
-        values = [_string(v) for v in frame["text"]]
+        values = [cell_text(v) for v in frame["text"]]
         _require_nonempty(values, src, "text", "an empty text")
         items = list(values)  # type: ignore[arg-type]
     elif kind == "prompt-response":
-        prompts = [_string(v) for v in frame["prompt"]]
-        responses = [_string(v) for v in frame["response"]]
+        prompts = [cell_text(v) for v in frame["prompt"]]
+        responses = [cell_text(v) for v in frame["response"]]
         _require_nonempty(prompts, src, "prompt", "an empty prompt")
         _require_nonempty(responses, src, "response", "an empty response")
         items = [
@@ -137,7 +137,8 @@ def lm_records(frame: pd.DataFrame, src: str = "data") -> LMRecords:
     return LMRecords(kind=kind, items=items, rows=list(range(len(frame))), src=src)
 
 
-def _string(value: object) -> str | None:
+def cell_text(value: object) -> str | None:
+    """A table cell as text; None for a missing one (None or NaN)."""
     if value is None or (isinstance(value, float) and value != value):
         return None
     return value if isinstance(value, str) else str(value)
