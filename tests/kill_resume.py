@@ -1,5 +1,5 @@
-"""Kill-and-resume helpers: a real `tunesmith run` process, killed with SIGKILL at a chosen point, and the
-outputs compared with the timing fields left out."""
+"""Kill-and-resume helpers: recipes for a reference run and an interrupted one, a real `tunesmith run`
+process, killed with SIGKILL at a chosen point, and the outputs compared with the timing fields left out."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 TIMING_KEYS = {
     "time_s",
     "tokens_per_s",
@@ -21,6 +23,17 @@ TIMING_KEYS = {
     "message",
     "seconds",
 }  # seconds: each evaluation check
+
+
+def write_recipes(tmp_path: Path, recipe: dict[str, Any], names: tuple[str, ...]) -> dict[str, Path]:
+    """tmp_path/<name>.yaml for each name: `recipe` with its run in tmp_path/runs/<name>."""
+    paths = {}
+    for name in names:
+        paths[name] = tmp_path / f"{name}.yaml"
+        paths[name].write_text(
+            yaml.safe_dump({**recipe, "output": {"dir": str(tmp_path / "runs"), "name": name}})
+        )
+    return paths
 
 
 def run_cli(recipe: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
 from safetensors.torch import load_file
 
-from kill_resume import complete_steps, finish, history, kill_when, run_cli, strip_timing
+from kill_resume import complete_steps, finish, history, kill_when, run_cli, strip_timing, write_recipes
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "training"))
 from test_causal_lm_task import _jsonl, _texts  # noqa: E402
@@ -27,12 +26,7 @@ def test_killed_causal_lm_run_resumes_bit_for_bit(tmp_path: Path, tiny_llama: Pa
         "eval": {"samples": 1},
         "audit": {"gate": "off"},
     }  # fmt: skip
-    paths = {}
-    for name in ("reference", "killed"):
-        paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(
-            yaml.safe_dump({**base, "output": {"dir": str(tmp_path / "runs"), "name": name}})
-        )
+    paths = write_recipes(tmp_path, base, ("reference", "killed"))
     ref_dir, run_dir = tmp_path / "runs" / "reference", tmp_path / "runs" / "killed"
     finish(run_cli(paths["reference"]))
     proc = run_cli(paths["killed"])

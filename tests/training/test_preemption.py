@@ -13,27 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from kill_resume import history, strip_timing, write_recipes
 from tunesmith.cli import app
 from tunesmith.training.checkpoint import latest_checkpoint
 from tunesmith.training.preemption import EXIT_CODE, STEP_DELAY_ENV
-
-TIMING = {"time_s", "tokens_per_s", "train_time_s", "train_loop_s", "peak_memory_mb", "seconds", "message"}
-
-
-def _strip(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip(v) for k, v in value.items() if k not in TIMING}
-    if isinstance(value, list):
-        return [_strip(v) for v in value]
-    return value
-
-
-def _history(run_dir: Path) -> list[Any]:
-    return [_strip(json.loads(line)) for line in (run_dir / "history.jsonl").read_text().splitlines()]
 
 
 def _logged_steps(run_dir: Path) -> list[int]:
@@ -50,12 +36,7 @@ def test_sigterm_checkpoints_and_resume_is_idempotent(tmp_path: Path, recipe_dic
     recipe_dict["train"].update(epochs=1, log_every=1)
     recipe_dict["eval"].update(suite=[], on_start=False)
     recipe_dict["audit"]["gate"] = "off"
-    paths = {}
-    for name in ("reference", "preempted"):
-        paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(
-            yaml.safe_dump(dict(recipe_dict, output={"dir": str(tmp_path / "runs"), "name": name}))
-        )
+    paths = write_recipes(tmp_path, recipe_dict, ("reference", "preempted"))
     runs = tmp_path / "runs"
     runner = CliRunner()
 
@@ -91,8 +72,10 @@ def test_sigterm_checkpoints_and_resume_is_idempotent(tmp_path: Path, recipe_dic
     ref = load_file(str(runs / "reference" / "model" / "model.safetensors"))
     got = load_file(str(run_dir / "model" / "model.safetensors"))
     assert ref.keys() == got.keys() and all(ref[k].equal(got[k]) for k in ref)
-    assert _history(run_dir) == _history(runs / "reference")
-    metrics = [_strip(json.loads((d / "metrics.json").read_text())) for d in (run_dir, runs / "reference")]
+    assert history(run_dir) == history(runs / "reference")
+    metrics = [
+        strip_timing(json.loads((d / "metrics.json").read_text())) for d in (run_dir, runs / "reference")
+    ]
     assert metrics[0] == metrics[1]
 
     # Requeued once more after it finished: exit 0, says so, touches nothing.

@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from safetensors.torch import load_file
 
-from kill_resume import complete_steps, finish, history, kill_when, run_cli, strip_timing
+from kill_resume import complete_steps, finish, history, kill_when, run_cli, strip_timing, write_recipes
 from tunesmith.training.checkpoint import DELAY_ENV
 
 
@@ -31,11 +30,7 @@ def _write_in_flight_behind_training(run_dir: Path) -> bool:
 def test_killed_run_resumes_bit_for_bit(tmp_path: Path, recipe_dict: dict[str, Any]) -> None:
     recipe_dict["train"].update(checkpoint_every=2, keep_checkpoints=3, epochs=3)
     recipe_dict["train"]["early_stopping"] = {"patience": 5}
-    runs = {}
-    for name in ("reference", "killed"):
-        recipe = dict(recipe_dict, output={"dir": str(tmp_path / "runs"), "name": name})
-        runs[name] = tmp_path / f"{name}.yaml"
-        runs[name].write_text(yaml.safe_dump(recipe))
+    runs = write_recipes(tmp_path, recipe_dict, ("reference", "killed"))
     ref_dir, run_dir = tmp_path / "runs" / "reference", tmp_path / "runs" / "killed"
     finish(run_cli(runs["reference"]))
 

@@ -13,7 +13,7 @@ import yaml
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from kill_resume import complete_steps, finish, kill_when, run_cli, strip_timing
+from kill_resume import complete_steps, finish, kill_when, run_cli, strip_timing, write_recipes
 from tunesmith.cli import app
 from tunesmith.tuning.crossval import fold_indices
 
@@ -65,12 +65,7 @@ def test_killed_cv_run_resumes_to_the_same_result(tmp_path: Path, recipe_dict: d
     and runs fold 2; weights, cv.json and metrics.json equal an uninterrupted run's."""
     recipe_dict["train"].update(epochs=2, checkpoint_every=2, keep_checkpoints=3)
     recipe_dict["eval"]["cv"] = 3
-    paths = {}
-    for name in ("reference", "killed"):
-        paths[name] = tmp_path / f"{name}.yaml"
-        paths[name].write_text(
-            yaml.safe_dump({**recipe_dict, "output": {"dir": str(tmp_path / "runs"), "name": name}})
-        )
+    paths = write_recipes(tmp_path, recipe_dict, ("reference", "killed"))
     ref_dir, run_dir = tmp_path / "runs" / "reference", tmp_path / "runs" / "killed"
     finish(run_cli(paths["reference"]))
     proc = run_cli(paths["killed"])
