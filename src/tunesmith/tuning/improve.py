@@ -31,6 +31,7 @@ from tunesmith.config.schema import Recipe
 from tunesmith.errors import UserError
 from tunesmith.findings import Finding
 from tunesmith.outputs import resolve_run_dir, write_json
+from tunesmith.report.html import patch_overrides
 from tunesmith.tasks.registry import make_task
 from tunesmith.tuning.compare import collect, run_unit
 from tunesmith.tuning.compare_stats import CLASSIFICATION, UnitRun
@@ -282,7 +283,7 @@ def undecided_finding(
     half_width = level * (best["ci"][1] - best["ci"][0]) / 2
     # The examples' share of the CI narrows as 1/sqrt(n); the seeds' share does not, so this is a floor.
     needed = max(examples + 1, math.ceil(examples * (half_width / best["gain"]) ** 2))
-    change = ", ".join(f"{k}={v}" for k, v in best["patch"].items())
+    change = patch_overrides(best["patch"])
     patch: dict[str, Any] | None = None
     if data_section.get("validation"):
         where = f"Give a data.validation file of that size (this one has {examples})"
